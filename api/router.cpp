@@ -1,0 +1,114 @@
+// api/router.cpp — request dispatch; one function per API area.
+#include "api/router.hpp"
+
+#include "agent/registry.hpp"
+#include "api/auth.hpp"
+#include "api/errors.hpp"
+#include "api/sprite_json.hpp"
+
+namespace bp::api {
+
+namespace {
+
+int hex_val(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+Response method_not_allowed(std::string_view allow) {
+  Response r = json_error(405, "method_not_allowed", "method not allowed; allowed: " + std::string(allow));
+  r.headers.emplace_back("Allow", std::string(allow));
+  return r;
+}
+
+}  // namespace
+
+std::optional<std::vector<std::string>> split_path(std::string_view target) {
+  auto q = target.find_first_of("?#");
+  std::string_view path = target.substr(0, q);
+  if (path.empty() || path.front() != '/') return std::nullopt;
+  std::vector<std::string> out;
+  std::size_t i = 1;
+  while (i <= path.size()) {
+    auto slash = path.find('/', i);
+    if (slash == std::string_view::npos) slash = path.size();
+    std::string_view raw = path.substr(i, slash - i);
+    std::string seg;
+    for (std::size_t k = 0; k < raw.size(); ++k) {
+      if (raw[k] != '%') {
+        seg += raw[k];
+        continue;
+      }
+      if (k + 2 >= raw.size()) return std::nullopt;
+      int hi = hex_val(raw[k + 1]), lo = hex_val(raw[k + 2]);
+      if (hi < 0 || lo < 0) return std::nullopt;
+      char c = static_cast<char>(hi * 16 + lo);
+      if (c == '/' || c == '\0') return std::nullopt;
+      seg += c;
+      k += 2;
+    }
+    // "/v1/sprites/" names the collection, as "/v1/sprites" does.
+    if (!(seg.empty() && slash == path.size() && !out.empty())) out.push_back(std::move(seg));
+    i = slash + 1;
+  }
+  return out;
+}
+
+bool valid_sprite_name(std::string_view name) {
+  if (name.empty() || name.size() > 63 || name.front() == '-' || name.back() == '-') return false;
+  for (char c : name)
+    if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-')) return false;
+  return true;
+}
+
+Router::Router(RouterConfig cfg, const agent::Registry& registry)
+    : cfg_(std::move(cfg)), registry_(registry) {}
+
+Response Router::handle(const Request& req) const {
+  // Authentication comes before anything else can be learned or changed (API.md 1.2).
+  if (!authorized(req.authorization, cfg_.token))
+    return json_error(401, "unauthorized", "missing or invalid token");
+
+  auto seg = split_path(req.target);
+  if (!seg) return json_error(400, "bad_request", "malformed request path");
+  const auto& s = *seg;
+  if (s.size() >= 2 && s[0] == "v1" && s[1] == "sprites") {
+    if (s.size() == 2) return sprites_collection(req);
+    return sprite_item(req, s);
+  }
+  return json_error(404, "not_found", "no such endpoint");
+}
+
+Response Router::sprites_collection(const Request& req) const {
+  if (req.method == "GET" || req.method == "HEAD") {
+    Response r;
+    r.body = sprite_list_json(registry_.list(), cfg_.org);
+    return r;
+  }
+  if (req.method == "POST")
+    return json_error(501, "not_supported",
+                      "this ballpoint build cannot create sprites yet: the inner container is not part of it");
+  return method_not_allowed("GET, HEAD, POST");
+}
+
+Response Router::sprite_item(const Request& req, const std::vector<std::string>& s) const {
+  const std::string& name = s[2];
+  if (!valid_sprite_name(name))
+    return json_error(400, "invalid_name",
+                      "sprite names are 1-63 characters of a-z, 0-9 and '-', not starting or ending with '-'");
+  auto rec = registry_.get(name);
+  if (!rec) return json_error(404, "not_found", "sprite '" + name + "' not found");
+  if (s.size() == 3) {
+    if (req.method == "GET" || req.method == "HEAD") {
+      Response r;
+      r.body = sprite_json(*rec, cfg_.org);
+      return r;
+    }
+    return method_not_allowed("GET, HEAD");
+  }
+  return json_error(404, "not_found", "no such endpoint");
+}
+
+}  // namespace bp::api

@@ -1,0 +1,184 @@
+// api/server.cpp — HTTP/1.1 on Beast with C++20 coroutines: limits, keep-alive, stop.
+#include "api/server.hpp"
+
+#include <fcntl.h>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/http.hpp>
+#include <list>
+
+#include "api/errors.hpp"
+#include "common/log.hpp"
+#include "common/log_exit.hpp"
+
+namespace bp::api {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using tcp = asio::ip::tcp;
+using asio::awaitable;
+using asio::use_awaitable;
+constexpr auto tuple_awaitable = asio::as_tuple(use_awaitable);
+
+struct Server::Impl {
+  Impl(asio::io_context& io, ServerConfig cfg, const Router& router)
+      : io_(io), cfg_(std::move(cfg)), router_(router), acceptor_(io) {}
+
+  awaitable<void> accept_loop();
+  awaitable<void> session(tcp::socket sock);
+  http::response<http::string_body> to_beast(const Response& r, unsigned version, bool keep_alive,
+                                             bool head) const;
+
+  asio::io_context& io_;
+  ServerConfig cfg_;
+  const Router& router_;
+  tcp::acceptor acceptor_;
+  std::list<beast::tcp_stream*> live_;  // every open connection, so stop() can close them
+  bool stopped_ = false;
+  Logger log_{"api.server"};
+};
+
+Server::Server(asio::io_context& io, ServerConfig cfg, const Router& router)
+    : impl_(std::make_unique<Impl>(io, std::move(cfg), router)) {}
+
+Server::~Server() = default;
+
+Status Server::start() {
+  auto& a = impl_->acceptor_;
+  boost::system::error_code ec;
+  auto addr = asio::ip::make_address(impl_->cfg_.host, ec);
+  if (ec) return make_error("api: listen address '" + impl_->cfg_.host + "': " + ec.message());
+  tcp::endpoint ep(addr, impl_->cfg_.port);
+  std::string where = impl_->cfg_.host + ":" + std::to_string(impl_->cfg_.port);
+  if (a.open(ep.protocol(), ec); ec) return make_error("api: socket(" + where + "): " + ec.message(), ec.value());
+  if (a.set_option(asio::socket_base::reuse_address(true), ec); ec)
+    return make_error("api: setsockopt(SO_REUSEADDR): " + ec.message(), ec.value());
+  if (a.bind(ep, ec); ec) return make_error("api: bind(" + where + "): " + ec.message(), ec.value());
+  if (a.listen(asio::socket_base::max_listen_connections, ec); ec)
+    return make_error("api: listen(" + where + "): " + ec.message(), ec.value());
+  // Asio opens sockets without SOCK_CLOEXEC; children must never inherit the listener.
+  ::fcntl(a.native_handle(), F_SETFD, FD_CLOEXEC);
+  asio::co_spawn(impl_->io_, [this] { return impl_->accept_loop(); }, log_exit("api.server"));
+  return {};
+}
+
+void Server::stop() {
+  if (impl_->stopped_) return;
+  impl_->stopped_ = true;
+  boost::system::error_code ec;
+  impl_->acceptor_.close(ec);
+  for (auto* s : impl_->live_) s->socket().close(ec);
+}
+
+std::uint16_t Server::port() const {
+  boost::system::error_code ec;
+  auto ep = impl_->acceptor_.local_endpoint(ec);
+  return ec ? 0 : ep.port();
+}
+
+std::size_t Server::connections() const { return impl_->live_.size(); }
+
+awaitable<void> Server::Impl::accept_loop() {
+  while (!stopped_) {
+    auto [ec, sock] = co_await acceptor_.async_accept(tuple_awaitable);
+    if (stopped_ || ec == asio::error::operation_aborted) co_return;
+    if (ec) {
+      // EMFILE and friends: the listener must outlive a burst, so wait and go on.
+      log_.warn("accept failed", {{"err", ec.message()}});
+      asio::steady_timer t(io_, std::chrono::milliseconds(100));
+      co_await t.async_wait(tuple_awaitable);
+      continue;
+    }
+    ::fcntl(sock.native_handle(), F_SETFD, FD_CLOEXEC);
+    asio::co_spawn(io_, session(std::move(sock)), log_exit("api.session"));
+  }
+}
+
+http::response<http::string_body> Server::Impl::to_beast(const Response& r, unsigned version,
+                                                         bool keep_alive, bool head) const {
+  http::response<http::string_body> res{static_cast<http::status>(r.status), version};
+  res.set(http::field::server, "ballpoint");
+  res.set("Sprite-Version", router_.config().version);
+  res.set(http::field::content_type, r.content_type);
+  for (const auto& [k, v] : r.headers) res.set(k, v);
+  res.keep_alive(keep_alive);
+  if (head) {
+    res.content_length(r.body.size());
+  } else {
+    res.body() = r.body;
+    res.prepare_payload();
+  }
+  return res;
+}
+
+awaitable<void> Server::Impl::session(tcp::socket sock) {
+  beast::tcp_stream stream(std::move(sock));
+  auto self = live_.insert(live_.end(), &stream);
+  struct Unlist {
+    std::list<beast::tcp_stream*>& l;
+    std::list<beast::tcp_stream*>::iterator it;
+    ~Unlist() { l.erase(it); }
+  } unlist{live_, self};
+
+  auto reply_and_close = [&](const Response& r) -> awaitable<void> {
+    auto res = to_beast(r, 11, false, false);
+    stream.expires_after(std::chrono::seconds(10));
+    co_await http::async_write(stream, res, tuple_awaitable);
+  };
+
+  if (live_.size() > cfg_.max_connections) {
+    co_await reply_and_close(json_error(503, "too_many_connections", "the server has too many open connections"));
+    co_return;
+  }
+
+  beast::flat_buffer buf;
+  while (!stopped_) {
+    http::request_parser<http::string_body> parser;
+    parser.header_limit(cfg_.header_limit);
+    parser.body_limit(cfg_.body_limit);
+    stream.expires_after(std::chrono::milliseconds(cfg_.idle_timeout_ms));
+    auto [ec, n] = co_await http::async_read(stream, buf, parser, tuple_awaitable);
+    if (ec == http::error::end_of_stream || ec == beast::error::timeout || ec == asio::error::operation_aborted ||
+        ec == asio::error::connection_reset || ec == asio::error::eof || stopped_)
+      break;
+    if (ec == http::error::body_limit) {
+      co_await reply_and_close(json_error(413, "body_too_large",
+                                          "request body exceeds " + std::to_string(cfg_.body_limit) + " bytes"));
+      break;
+    }
+    if (ec == http::error::header_limit) {
+      co_await reply_and_close(json_error(431, "headers_too_large", "request headers are too large"));
+      break;
+    }
+    if (ec) {
+      co_await reply_and_close(json_error(400, "bad_request", "malformed HTTP request: " + ec.message()));
+      break;
+    }
+    auto& msg = parser.get();
+    Request req;
+    req.method = std::string(msg.method_string());
+    req.target = std::string(msg.target());
+    req.authorization = std::string(msg[http::field::authorization]);
+    req.accept = std::string(msg[http::field::accept]);
+    req.body = std::move(msg.body());
+    Response r = router_.handle(req);
+    bool keep = msg.keep_alive();
+    auto res = to_beast(r, msg.version(), keep, req.method == "HEAD");
+    stream.expires_after(std::chrono::seconds(30));
+    auto [wec, wn] = co_await http::async_write(stream, res, tuple_awaitable);
+    if (wec || !keep) break;
+  }
+  boost::system::error_code ec;
+  stream.socket().shutdown(tcp::socket::shutdown_send, ec);
+  stream.socket().close(ec);
+}
+
+}  // namespace bp::api

@@ -1,0 +1,417 @@
+// init/boot.cpp — the boot step table and the loop that runs PID 1's components.
+#include "init/boot.hpp"
+
+#include <sys/reboot.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/posix/stream_descriptor.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <span>
+#include <cstring>
+
+#include "agent/registry.hpp"
+#include "api/router.hpp"
+#include "api/server.hpp"
+#include "common/log.hpp"
+#include "common/log_exit.hpp"
+#include "common/sys.hpp"
+#include "init/cmdline.hpp"
+#include "init/config.hpp"
+#include "init/modules.hpp"
+#include "init/mounts.hpp"
+#include "init/reaper.hpp"
+#include "init/shutdown.hpp"
+#include "init/signals.hpp"
+#include "init/state.hpp"
+#include "netproxy/rtnl.hpp"
+
+namespace bp::init {
+
+namespace asio = boost::asio;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+constexpr const char* kConfigPath = "/etc/ballpoint/config.json";
+constexpr const char* kVersion = "0.1.0";
+
+std::int64_t micros_since(Clock::time_point t0) {
+  return std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - t0).count();
+}
+
+std::int64_t rss_kb() {
+  auto s = read_file("/proc/self/status");
+  if (!s) return -1;
+  auto pos = s->find("VmRSS:");
+  if (pos == std::string::npos) return -1;
+  return std::atoll(s->c_str() + pos + 6);
+}
+
+class Pid1 {
+ public:
+  explicit Pid1(const Args& args) : args_(args), vm_(args.mode == Mode::vm) {}
+
+  int run();
+
+  struct Step {
+    const char* name;
+    bool required;
+    Status (Pid1::*fn)();
+  };
+
+  Status step_mount_filesystems();
+  Status step_load_config();
+  Status step_mount_cgroup2();
+  Status step_load_modules();
+  Status step_hostname();
+  Status step_network();
+  Status step_api();
+  Status step_host_namespaces();
+  Status step_host_cgroup_probe();
+  Status step_host_state();
+  Status step_host_endpoint();
+
+ private:
+
+  asio::awaitable<void> boot();
+  asio::awaitable<void> signal_loop();
+  void request_shutdown(std::string_view why);
+  void stop_components();
+  std::string url() const;
+
+  const Args& args_;
+  const bool vm_;
+  Logger log_{"init.boot"};
+  asio::io_context io_{1};
+  std::optional<asio::posix::stream_descriptor> sigfd_;
+  std::optional<asio::steady_timer> watchdog_;
+  Reaper reaper_;
+  Config cfg_;
+  std::string token_;
+
+  // Components, in start order; stopped in reverse by stop_components().
+  agent::Registry registry_;
+  std::unique_ptr<api::Router> router_;
+  std::unique_ptr<api::Server> server_;
+  std::vector<std::pair<const char*, std::function<void()>>> stops_;
+
+  bool booting_ = true;
+  bool shutting_down_ = false;
+  int exit_code_ = 0;
+  Clock::time_point boot_t0_ = Clock::now();
+};
+
+// Boot steps, in order; a later issue's components slot in before "api".
+constexpr Pid1::Step kVmSteps[] = {
+    {"mount_filesystems", true, &Pid1::step_mount_filesystems},
+    {"load_config", true, &Pid1::step_load_config},
+    {"mount_cgroup2", true, &Pid1::step_mount_cgroup2},
+    {"load_modules", false, &Pid1::step_load_modules},
+    {"hostname", false, &Pid1::step_hostname},
+    {"network", false, &Pid1::step_network},
+    {"api", true, &Pid1::step_api},
+};
+constexpr Pid1::Step kHostSteps[] = {
+    {"namespaces", true, &Pid1::step_host_namespaces},
+    {"load_config", true, &Pid1::step_load_config},
+    {"cgroup_probe", false, &Pid1::step_host_cgroup_probe},
+    {"state_dir", true, &Pid1::step_host_state},
+    {"api", true, &Pid1::step_api},
+    {"endpoint", true, &Pid1::step_host_endpoint},
+};
+
+
+Status Pid1::step_mount_filesystems() { return mount_api_filesystems(log_); }
+
+Status Pid1::step_load_config() {
+  std::string text;
+  std::string path = vm_ ? kConfigPath : args_.config_path;
+  if (!path.empty()) {
+    auto t = read_file(path);
+    if (t) {
+      text = std::move(*t);
+    } else if (!vm_ || t.error().code != ENOENT) {
+      return std::move(t.error()).wrap("config");
+    }
+  }
+  Overrides ov = args_.overrides;
+  if (vm_) {
+    auto cmdline = read_file("/proc/cmdline");
+    if (!cmdline) return std::move(cmdline.error()).wrap("config");
+    ov = ballpoint_overrides(*cmdline);
+  }
+  auto cfg = parse_config(text, ov);
+  if (!cfg) return std::move(cfg.error());
+  cfg_ = std::move(*cfg);
+  logsink::set_level(cfg_.log_level);
+  if (!cfg_.api.token_file.empty()) {
+    auto t = read_file(cfg_.api.token_file);
+    if (!t) return std::move(t.error()).wrap("config: api.token_file");
+    token_ = *t;
+    while (!token_.empty() && (token_.back() == '\n' || token_.back() == ' ')) token_.pop_back();
+  } else {
+    token_ = cfg_.api.token;
+  }
+  if (vm_ && token_.size() < 16) return make_error("config: api.token: required in VM mode (or api.token_file)");
+  return {};
+}
+
+Status Pid1::step_mount_cgroup2() {
+  auto enabled = mount_cgroup2("/sys/fs/cgroup");
+  if (!enabled) return std::move(enabled.error());
+  log_.info("cgroup2 ready", {{"path", "/sys/fs/cgroup"}, {"controllers", *enabled}});
+  return {};
+}
+
+Status Pid1::step_load_modules() {
+  if (cfg_.modules.empty()) return {};
+  auto rel = read_file("/proc/sys/kernel/osrelease");
+  if (!rel) return std::move(rel.error());
+  std::string release = *rel;
+  while (!release.empty() && release.back() == '\n') release.pop_back();
+  auto idx = load_module_index("/lib/modules/" + release);
+  if (!idx) return std::move(idx.error());
+  int failed = 0;
+  for (const auto& m : cfg_.modules) {
+    auto t0 = Clock::now();
+    auto order = module_load_order(*idx, m);
+    Status s;
+    if (!order) {
+      s = std::move(order.error());
+    } else {
+      for (const auto& rel_path : *order) {
+        s = load_module_file(idx->dir + "/" + rel_path);
+        if (!s) break;
+      }
+    }
+    bool builtin = order && order->empty();
+    log_.log(s ? Level::info : Level::warn, s ? "module loaded" : "module failed",
+             {{"module", m}, {"ok", bool(s)}, {"builtin", builtin}, {"dur_us", micros_since(t0)},
+              {"err", err_text(s)}});
+    if (!s) ++failed;
+  }
+  if (failed) return make_error(std::to_string(failed) + " of " + std::to_string(cfg_.modules.size()) +
+                                " modules failed to load");
+  return {};
+}
+
+Status Pid1::step_hostname() {
+  if (::sethostname(cfg_.hostname.data(), cfg_.hostname.size()) != 0) return sys_error("sethostname");
+  return {};
+}
+
+Status Pid1::step_network() {
+  if (auto s = netproxy::link_set_up("lo"); !s) return s;
+  if (cfg_.net.interface.empty()) return {};
+  // A NIC driver loaded a moment ago may still be registering its interface.
+  for (int i = 0; i < 100 && !netproxy::link_exists(cfg_.net.interface); ++i) ::usleep(20000);
+  if (auto s = netproxy::link_set_up(cfg_.net.interface); !s) return s;
+  if (!cfg_.net.address.empty())
+    if (auto s = netproxy::addr_add(cfg_.net.interface, cfg_.net.address); !s) return s;
+  if (!cfg_.net.gateway.empty())
+    if (auto s = netproxy::route_add_default(cfg_.net.gateway); !s) return s;
+  return {};
+}
+
+Status Pid1::step_api() {
+  api::RouterConfig rc{token_, cfg_.org, kVersion};
+  router_ = std::make_unique<api::Router>(rc, registry_);
+  api::ServerConfig sc;
+  sc.host = cfg_.api.listen.host;
+  sc.port = cfg_.api.listen.port;
+  auto server = std::make_unique<api::Server>(io_, sc, *router_);
+  if (auto s = server->start(); !s) return s;
+  server_ = std::move(server);
+  stops_.emplace_back("api", [this] { server_->stop(); });
+  log_.info("api listening", {{"url", url()}});
+  return {};
+}
+
+Status Pid1::step_host_namespaces() { return private_mounts_and_proc(); }
+
+Status Pid1::step_host_cgroup_probe() {
+  auto mountinfo = read_file("/proc/self/mountinfo");
+  if (!mountinfo) return std::move(mountinfo.error());
+  std::string path = find_cgroup2_mount(*mountinfo);
+  if (path.empty()) {
+    log_.warn("no cgroup2 hierarchy is mounted on this host: memory, pids and cpu limits cannot be applied");
+    return {};
+  }
+  auto c = cgroup_controllers(path);
+  if (!c) return std::move(c.error()).wrap("cgroup2 at " + path);
+  if (c->empty())
+    log_.warn("the host's cgroup2 hierarchy offers no controllers: memory, pids and cpu limits cannot be applied",
+              {{"path", path}});
+  else
+    log_.info("host cgroup2 controllers", {{"path", path}, {"controllers", *c}});
+  return {};
+}
+
+Status Pid1::step_host_state() {
+  if (auto s = make_state_dir(args_.state_dir); !s) return s;
+  if (cfg_.api.token.empty() && cfg_.api.token_file.empty()) {
+    auto t = load_or_create_token(args_.state_dir);
+    if (!t) return std::move(t.error());
+    token_ = std::move(*t);
+  }
+  return {};
+}
+
+Status Pid1::step_host_endpoint() {
+  if (auto s = write_endpoint(args_.state_dir, url(), token_); !s) return s;
+  std::string path = args_.state_dir + "/endpoint.json";
+  stops_.emplace_back("endpoint", [path] { ::unlink(path.c_str()); });
+  return {};
+}
+
+std::string Pid1::url() const {
+  std::string host = cfg_.api.listen.host;
+  if (host == "0.0.0.0") host = "127.0.0.1";
+  if (host == "::") host = "::1";
+  if (host.find(':') != std::string::npos) host = "[" + host + "]";
+  return "http://" + host + ":" + std::to_string(server_ ? server_->port() : cfg_.api.listen.port);
+}
+
+asio::awaitable<void> Pid1::boot() {
+  auto steps = vm_ ? std::span<const Step>(kVmSteps) : std::span<const Step>(kHostSteps);
+  for (const Step& step : steps) {
+    // Let a shutdown signal that arrived during the previous step be seen first.
+    co_await asio::post(io_, asio::use_awaitable);
+    if (shutting_down_) {
+      log_.info("boot cancelled", {{"before", step.name}});
+      co_return;
+    }
+    auto t0 = Clock::now();
+    Status s = (this->*step.fn)();
+    log_.log(s ? Level::info : (step.required ? Level::error : Level::warn), s ? "step done" : "step failed",
+             {{"step", step.name}, {"ok", bool(s)}, {"required", step.required}, {"dur_us", micros_since(t0)},
+              {"err", err_text(s)}});
+    if (!s && step.required) {
+      log_.fatal("boot failed", {{"step", step.name}, {"err", s.error().what}});
+      exit_code_ = 1;
+      request_shutdown("boot failed");
+      co_return;
+    }
+  }
+  booting_ = false;
+  log_.info("ballpoint: ready", {{"mode", vm_ ? "vm" : "host"}, {"url", url()},
+                                 {"boot_ms", micros_since(boot_t0_) / 1000}, {"rss_kb", rss_kb()},
+                                 {"version", kVersion}});
+}
+
+asio::awaitable<void> Pid1::signal_loop() {
+  for (;;) {
+    auto [ec] = co_await sigfd_->async_wait(asio::posix::descriptor_base::wait_read,
+                                            asio::as_tuple(asio::use_awaitable));
+    if (ec) co_return;  // closed at the end of shutdown
+    signalfd_siginfo si{};
+    while (::read(sigfd_->native_handle(), &si, sizeof si) == static_cast<ssize_t>(sizeof si)) {
+      if (si.ssi_signo == SIGCHLD) {
+        reaper_.reap();
+      } else if (is_shutdown_signal(static_cast<int>(si.ssi_signo))) {
+        log_.info("shutdown requested", {{"signal", strsignal(static_cast<int>(si.ssi_signo))},
+                                         {"from_pid", si.ssi_pid}});
+        request_shutdown("signal");
+      }
+    }
+    // A signal that coalesced with one already read must not leave a zombie behind.
+    reaper_.reap();
+  }
+}
+
+void Pid1::stop_components() {
+  for (auto it = stops_.rbegin(); it != stops_.rend(); ++it) {
+    auto t0 = Clock::now();
+    it->second();
+    log_.info("stopped", {{"component", it->first}, {"dur_us", micros_since(t0)}});
+  }
+  stops_.clear();
+}
+
+void Pid1::request_shutdown(std::string_view why) {
+  if (shutting_down_) return;
+  shutting_down_ = true;
+  log_.info("shutting down", {{"reason", why}, {"during_boot", booting_}});
+  stop_components();
+  // Everything is stopped; what remains on the loop is connections closing. Bound it.
+  watchdog_.emplace(io_, std::chrono::milliseconds(cfg_.shutdown_timeout_ms));
+  watchdog_->async_wait([this](boost::system::error_code ec) {
+    if (ec) return;
+    log_.warn("shutdown timed out; leaving the loop", {{"timeout_ms", cfg_.shutdown_timeout_ms}});
+    io_.stop();
+  });
+  asio::post(io_, [this] {
+    reaper_.reap();
+    boost::system::error_code ec;
+    sigfd_->close(ec);
+    // The loop ends when the last connection has closed; then the watchdog goes too.
+    asio::co_spawn(io_, [this]() -> asio::awaitable<void> {
+      while (server_ && server_->connections() > 0) {
+        asio::steady_timer t(io_, std::chrono::milliseconds(5));
+        co_await t.async_wait(asio::use_awaitable);
+      }
+      watchdog_->cancel();
+    }, log_exit("init.shutdown"));
+  });
+}
+
+int Pid1::run() {
+  if (vm_) {
+    // Ctrl-Alt-Del then sends SIGINT to PID 1 instead of rebooting at once.
+    if (::reboot(RB_DISABLE_CAD) != 0) log_.warn("reboot(RB_DISABLE_CAD) failed", {{"errno", errno}});
+  }
+  auto sfd = open_signalfd();
+  if (!sfd) {
+    log_.fatal("cannot read signals", {{"err", sfd.error().what}});
+    return 1;
+  }
+  sigfd_.emplace(io_, sfd->release());
+  asio::co_spawn(io_, [this] { return signal_loop(); }, log_exit("init.signals"));
+  asio::co_spawn(io_, [this] { return boot(); }, [this](std::exception_ptr ep) {
+    log_exit("init.boot")(ep);
+    if (ep) {
+      exit_code_ = 1;
+      request_shutdown("boot threw");
+    }
+  });
+  logsink::start_writer();
+  // A handler that throws leaves run(); the loop is entered again (Asio allows it).
+  for (;;) {
+    try {
+      io_.run();
+      break;
+    } catch (const std::exception& e) {
+      log_.error("handler threw", {{"err", e.what()}});
+    } catch (...) {
+      log_.error("handler threw", {{"err", "unknown exception"}});
+    }
+  }
+  reaper_.reap();
+  log_.info("stopped all components", {{"code", exit_code_}, {"reaped_total", reaper_.reaped_total()}});
+  return exit_code_;
+}
+
+}  // namespace
+
+int run_pid1(const Args& args) {
+  int code = 1;
+  try {
+    Pid1 p(args);
+    code = p.run();
+  } catch (const std::exception& e) {
+    Logger("init").fatal("PID 1 failed", {{"err", e.what()}});
+  }
+  finish(args.mode == Mode::vm, code);
+}
+
+}  // namespace bp::init

@@ -1,0 +1,254 @@
+// init/config.cpp — binding config.json and KEY=VALUE overrides to Config, by key.
+#include "init/config.hpp"
+
+#include <arpa/inet.h>
+
+#include <cctype>
+#include <charconv>
+#include <functional>
+#include <map>
+#include <nlohmann/json.hpp>
+
+namespace bp::init {
+
+using nlohmann::json;
+
+namespace {
+
+// config.json nests objects; keys are the dotted paths to its leaves.
+void flatten(const json& j, const std::string& prefix, std::map<std::string, json>& out) {
+  if (j.is_object() && !(prefix.empty() && j.empty())) {
+    for (auto it = j.begin(); it != j.end(); ++it)
+      flatten(it.value(), prefix.empty() ? it.key() : prefix + "." + it.key(), out);
+    return;
+  }
+  if (!prefix.empty()) out[prefix] = j;
+}
+
+Result<std::string> as_string(const json& v) {
+  if (!v.is_string()) return make_error("must be a string");
+  return v.get<std::string>();
+}
+
+// Integers come from JSON numbers, or from override strings.
+Result<std::uint64_t> as_uint(const json& v, std::uint64_t max) {
+  std::uint64_t n = 0;
+  if (v.is_number_unsigned()) {
+    n = v.get<std::uint64_t>();
+  } else if (v.is_string()) {
+    auto s = v.get<std::string>();
+    auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), n);
+    if (ec != std::errc() || p != s.data() + s.size() || s.empty())
+      return make_error("must be a non-negative integer, got '" + s + "'");
+  } else {
+    return make_error("must be a non-negative integer");
+  }
+  if (n > max) return make_error("must be at most " + std::to_string(max));
+  return n;
+}
+
+// Lists come from JSON arrays of strings, or from comma-separated override strings.
+Result<std::vector<std::string>> as_list(const json& v) {
+  std::vector<std::string> out;
+  if (v.is_array()) {
+    for (const auto& e : v) {
+      if (!e.is_string()) return make_error("must be a list of strings");
+      out.push_back(e.get<std::string>());
+    }
+    return out;
+  }
+  if (!v.is_string()) return make_error("must be a list of strings or a comma-separated string");
+  std::string s = v.get<std::string>();
+  std::size_t start = 0;
+  while (start <= s.size()) {
+    auto comma = s.find(',', start);
+    if (comma == std::string::npos) comma = s.size();
+    if (comma > start) out.push_back(s.substr(start, comma - start));
+    start = comma + 1;
+  }
+  return out;
+}
+
+Status check_hostname(const std::string& h) {
+  if (h.empty() || h.size() > 63) return make_error("must be 1 to 63 characters");
+  for (char c : h)
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '-')
+      return make_error("may hold only letters, digits and '-'");
+  if (h.front() == '-' || h.back() == '-') return make_error("may not start or end with '-'");
+  return {};
+}
+
+bool valid_ip(const std::string& s) {
+  unsigned char buf[16];
+  return inet_pton(AF_INET, s.c_str(), buf) == 1 || inet_pton(AF_INET6, s.c_str(), buf) == 1;
+}
+
+Status check_cidr(const std::string& s) {
+  auto slash = s.find('/');
+  if (slash == std::string::npos) return make_error("must be ADDRESS/PREFIX, got '" + s + "'");
+  std::string addr = s.substr(0, slash);
+  unsigned char buf[4];
+  if (inet_pton(AF_INET, addr.c_str(), buf) != 1) return make_error("'" + addr + "' is not an IPv4 address");
+  unsigned prefix = 0;
+  auto p = s.substr(slash + 1);
+  auto [end, ec] = std::from_chars(p.data(), p.data() + p.size(), prefix);
+  if (ec != std::errc() || end != p.data() + p.size() || p.empty() || prefix > 32)
+    return make_error("prefix must be 0 to 32, got '" + p + "'");
+  return {};
+}
+
+using Binder = std::function<Status(Config&, const json&)>;
+
+Binder str(std::string Config::*m) {
+  return [m](Config& c, const json& v) -> Status {
+    auto s = as_string(v);
+    if (!s) return std::move(s.error());
+    c.*m = std::move(*s);
+    return {};
+  };
+}
+
+const std::map<std::string, Binder>& binders() {
+  static const std::map<std::string, Binder> b = {
+      {"hostname",
+       [](Config& c, const json& v) -> Status {
+         auto s = as_string(v);
+         if (!s) return std::move(s.error());
+         if (auto st = check_hostname(*s); !st) return st;
+         c.hostname = *s;
+         return {};
+       }},
+      {"sprite_name",
+       [](Config& c, const json& v) -> Status {
+         auto s = as_string(v);
+         if (!s) return std::move(s.error());
+         if (auto st = check_hostname(*s); !st) return st;
+         c.sprite_name = *s;
+         return {};
+       }},
+      {"org", str(&Config::org)},
+      {"api.listen",
+       [](Config& c, const json& v) -> Status {
+         auto s = as_string(v);
+         if (!s) return std::move(s.error());
+         auto l = parse_listen(*s);
+         if (!l) return std::move(l.error());
+         c.api.listen = *l;
+         return {};
+       }},
+      {"api.token",
+       [](Config& c, const json& v) -> Status {
+         auto s = as_string(v);
+         if (!s) return std::move(s.error());
+         if (s->size() < 16) return make_error("must be at least 16 characters");
+         c.api.token = *s;
+         return {};
+       }},
+      {"api.token_file",
+       [](Config& c, const json& v) -> Status {
+         auto s = as_string(v);
+         if (!s) return std::move(s.error());
+         c.api.token_file = *s;
+         return {};
+       }},
+      {"modules",
+       [](Config& c, const json& v) -> Status {
+         auto l = as_list(v);
+         if (!l) return std::move(l.error());
+         for (const auto& m : *l)
+           for (char ch : m)
+             if (!std::isalnum(static_cast<unsigned char>(ch)) && ch != '_' && ch != '-')
+               return make_error("'" + m + "' is not a module name");
+         c.modules = std::move(*l);
+         return {};
+       }},
+      {"net.interface",
+       [](Config& c, const json& v) -> Status {
+         auto s = as_string(v);
+         if (!s) return std::move(s.error());
+         if (s->size() >= 16) return make_error("interface names are at most 15 characters");
+         c.net.interface = *s;
+         return {};
+       }},
+      {"net.address",
+       [](Config& c, const json& v) -> Status {
+         auto s = as_string(v);
+         if (!s) return std::move(s.error());
+         if (!s->empty())
+           if (auto st = check_cidr(*s); !st) return st;
+         c.net.address = *s;
+         return {};
+       }},
+      {"net.gateway",
+       [](Config& c, const json& v) -> Status {
+         auto s = as_string(v);
+         if (!s) return std::move(s.error());
+         if (!s->empty() && !valid_ip(*s)) return make_error("'" + *s + "' is not an IP address");
+         c.net.gateway = *s;
+         return {};
+       }},
+      {"log.level",
+       [](Config& c, const json& v) -> Status {
+         auto s = as_string(v);
+         if (!s) return std::move(s.error());
+         if (!parse_level(*s, c.log_level)) return make_error("must be debug, info, warn or error");
+         return {};
+       }},
+      {"shutdown.timeout_ms",
+       [](Config& c, const json& v) -> Status {
+         auto n = as_uint(v, 600000);
+         if (!n) return std::move(n.error());
+         c.shutdown_timeout_ms = static_cast<std::uint32_t>(*n);
+         return {};
+       }},
+  };
+  return b;
+}
+
+}  // namespace
+
+Result<ListenAddr> parse_listen(std::string_view s) {
+  std::string host;
+  std::string_view port;
+  if (!s.empty() && s.front() == '[') {
+    auto close = s.find(']');
+    if (close == std::string_view::npos || close + 1 >= s.size() || s[close + 1] != ':')
+      return make_error("must be HOST:PORT, got '" + std::string(s) + "'");
+    host = std::string(s.substr(1, close - 1));
+    port = s.substr(close + 2);
+  } else {
+    auto colon = s.rfind(':');
+    if (colon == std::string_view::npos)
+      return make_error("must be HOST:PORT, got '" + std::string(s) + "'");
+    host = std::string(s.substr(0, colon));
+    port = s.substr(colon + 1);
+  }
+  if (!valid_ip(host)) return make_error("'" + host + "' is not an IP address");
+  unsigned p = 0;
+  auto [end, ec] = std::from_chars(port.data(), port.data() + port.size(), p);
+  if (ec != std::errc() || end != port.data() + port.size() || port.empty() || p > 65535)
+    return make_error("port must be 0 to 65535, got '" + std::string(port) + "'");
+  return ListenAddr{host, static_cast<std::uint16_t>(p)};
+}
+
+Result<Config> parse_config(std::string_view json_text, const Overrides& overrides) {
+  std::map<std::string, json> flat;
+  if (!json_text.empty()) {
+    json doc = json::parse(json_text, nullptr, /*allow_exceptions=*/false);
+    if (doc.is_discarded()) return make_error("config: not valid JSON");
+    if (!doc.is_object()) return make_error("config: must be a JSON object");
+    flatten(doc, "", flat);
+  }
+  for (const auto& [k, v] : overrides) flat[k] = json(v);
+
+  Config cfg;
+  const auto& b = binders();
+  for (const auto& [key, value] : flat) {
+    auto it = b.find(key);
+    if (it == b.end()) return make_error("config: " + key + ": unknown key");
+    if (auto s = it->second(cfg, value); !s) return std::move(s.error()).wrap("config: " + key);
+  }
+  return cfg;
+}
+
+}  // namespace bp::init

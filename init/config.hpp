@@ -1,0 +1,47 @@
+// init/config.hpp — ballpoint's configuration: defaults, config.json, then overrides.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "common/log.hpp"
+#include "common/result.hpp"
+
+namespace bp::init {
+
+struct ListenAddr {
+  std::string host;  // a literal IPv4 or IPv6 address
+  std::uint16_t port = 0;
+};
+
+struct Config {
+  std::string hostname = "sprite";
+  std::string sprite_name = "sprite";
+  std::string org = "local";
+  struct Api {
+    ListenAddr listen{"0.0.0.0", 7777};
+    std::string token;       // VM mode: the API token (or token_file)
+    std::string token_file;  // read at boot; wins over token when set
+  } api;
+  std::vector<std::string> modules;  // kernel modules to load at boot (VM mode)
+  struct Net {
+    std::string interface;  // e.g. "eth0"; empty: loopback only
+    std::string address;    // CIDR, e.g. "10.0.2.15/24"
+    std::string gateway;    // e.g. "10.0.2.2"
+  } net;
+  Level log_level = Level::info;
+  std::uint32_t shutdown_timeout_ms = 10000;  // bound on each component's stop
+};
+
+using Overrides = std::vector<std::pair<std::string, std::string>>;
+
+// Builds a Config from defaults, then the JSON text (may be empty: no file), then the
+// overrides in order. Every error names the key: "config: api.listen: ...".
+Result<Config> parse_config(std::string_view json_text, const Overrides& overrides);
+
+// Parses "HOST:PORT" or "[V6]:PORT".
+Result<ListenAddr> parse_listen(std::string_view s);
+
+}  // namespace bp::init

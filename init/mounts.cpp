@@ -1,0 +1,104 @@
+// init/mounts.cpp — mount(2) of the API filesystems and cgroup2.
+#include "init/mounts.hpp"
+
+#include <sys/mount.h>
+#include <sys/stat.h>
+
+#include <cerrno>
+#include <sstream>
+
+#include "common/sys.hpp"
+
+namespace bp::init {
+
+namespace {
+
+struct MountSpec {
+  const char* source;
+  const char* target;
+  const char* fstype;
+  unsigned long flags;
+  const char* data;
+};
+
+constexpr MountSpec kApiFilesystems[] = {
+    {"proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr},
+    {"sysfs", "/sys", "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr},
+    {"devtmpfs", "/dev", "devtmpfs", MS_NOSUID, "mode=0755"},
+    {"devpts", "/dev/pts", "devpts", MS_NOSUID | MS_NOEXEC, "gid=5,mode=0620,ptmxmode=0666"},
+    {"tmpfs", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777"},
+    {"tmpfs", "/run", "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755"},
+};
+
+Status mount_one(const MountSpec& m) {
+  if (::mkdir(m.target, 0755) != 0 && errno != EEXIST)
+    return sys_error(std::string("mkdir(") + m.target + ")");
+  if (::mount(m.source, m.target, m.fstype, m.flags, m.data) != 0 && errno != EBUSY)
+    return sys_error(std::string("mount(") + m.fstype + ", " + m.target + ")");
+  return {};
+}
+
+}  // namespace
+
+Status mount_api_filesystems(const Logger& log) {
+  for (const auto& m : kApiFilesystems) {
+    if (auto s = mount_one(m); !s) return s;
+    log.debug("mounted", {{"target", m.target}, {"fstype", m.fstype}});
+  }
+  return {};
+}
+
+std::string find_cgroup2_mount(std::string_view mountinfo) {
+  std::istringstream in{std::string(mountinfo)};
+  std::string line;
+  while (std::getline(in, line)) {
+    // "ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTS [OPTIONAL...] - FSTYPE SOURCE SUPEROPTS"
+    std::istringstream f(line);
+    std::string id, parent, dev, root, mountpoint, w;
+    if (!(f >> id >> parent >> dev >> root >> mountpoint)) continue;
+    while (f >> w && w != "-") {
+    }
+    std::string fstype;
+    if (f >> fstype && fstype == "cgroup2") return mountpoint;
+  }
+  return {};
+}
+
+Result<std::string> cgroup_controllers(const std::string& dir) {
+  auto c = read_file(dir + "/cgroup.controllers");
+  if (!c) return std::move(c.error());
+  std::string s = *c;
+  while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
+  return s;
+}
+
+Result<std::string> mount_cgroup2(const std::string& path) {
+  if (::mkdir(path.c_str(), 0755) != 0 && errno != EEXIST) return sys_error("mkdir(" + path + ")");
+  if (::mount("cgroup2", path.c_str(), "cgroup2", MS_NOSUID | MS_NODEV | MS_NOEXEC, "nsdelegate") != 0 &&
+      errno != EBUSY)
+    return sys_error("mount(cgroup2, " + path + ")");
+  auto avail = cgroup_controllers(path);
+  if (!avail) return std::move(avail.error());
+  // One controller per write, so one the kernel refuses does not hide the others.
+  std::istringstream in(*avail);
+  std::string name;
+  while (in >> name) {
+    if (auto s = write_file(path + "/cgroup.subtree_control", "+" + name); !s)
+      return std::move(s.error()).wrap("enable controller " + name);
+  }
+  auto enabled = read_file(path + "/cgroup.subtree_control");
+  if (!enabled) return std::move(enabled.error());
+  std::string e = *enabled;
+  while (!e.empty() && e.back() == '\n') e.pop_back();
+  return e;
+}
+
+Status private_mounts_and_proc() {
+  if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0)
+    return sys_error("mount(/, MS_REC|MS_PRIVATE)");
+  if (::mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr) != 0)
+    return sys_error("mount(proc, /proc)");
+  return {};
+}
+
+}  // namespace bp::init

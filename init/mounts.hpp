@@ -1,0 +1,31 @@
+// init/mounts.hpp — the filesystems PID 1 mounts at boot, and cgroup2.
+#pragma once
+
+#include <string>
+#include <string_view>
+
+#include "common/log.hpp"
+#include "common/result.hpp"
+
+namespace bp::init {
+
+// VM mode: /proc, /sys, /dev (devtmpfs), /dev/pts, /dev/shm, /run. One already
+// mounted (EBUSY) counts as done.
+Status mount_api_filesystems(const Logger& log);
+
+// Mounts cgroup2 at path (if not yet) and enables every available controller for
+// children. Returns the enabled controllers, space-separated as cgroup.subtree_control
+// shows them.
+Result<std::string> mount_cgroup2(const std::string& path);
+
+// Host mode: our mounts stay ours (the root made rprivate) and /proc shows our pid
+// namespace.
+Status private_mounts_and_proc();
+
+// Where a cgroup2 hierarchy is mounted, from mountinfo text; "" when none is.
+std::string find_cgroup2_mount(std::string_view mountinfo);
+
+// The controllers a cgroup2 directory offers to its children ("" if none).
+Result<std::string> cgroup_controllers(const std::string& dir);
+
+}  // namespace bp::init
