@@ -27,7 +27,9 @@ namespace {
 
 // Only async-signal-safe calls between clone and exec: argv/envp are built before.
 [[noreturn]] void child_exec(int exe_fd, char* const* argv, char* const* envp) {
-  reset_signals_in_child();
+  // The signal mask stays blocked across exec on purpose: the new PID 1 reads its
+  // signals from a signalfd, and a SIGTERM arriving before it has set that up must
+  // wait for it rather than kill it.
   // If the launcher dies, PID 1 is asked to stop cleanly (SIGTERM reaches it via signalfd).
   ::prctl(PR_SET_PDEATHSIG, SIGTERM);
   ::syscall(SYS_execveat, exe_fd, "", argv, envp, AT_EMPTY_PATH);

@@ -1,0 +1,165 @@
+"""tests/integration/harness.py — start ballpoint-init in host mode and look at what it leaves behind."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+import urllib.error
+import urllib.request
+
+BIN = os.environ.get("BALLPOINT_INIT", "")
+PROBE = os.environ.get("BALLPOINT_PROBE", "")
+
+
+def require_root(test):
+    if os.geteuid() != 0:
+        raise unittest.SkipTest("host mode needs root (pid and mount namespaces)")
+    if not BIN or not os.path.exists(BIN):
+        raise unittest.SkipTest("BALLPOINT_INIT does not name the built binary")
+
+
+def wait_until(pred, timeout_s, step_s=0.02):
+    """Polls pred until it returns a true value or the time is up; returns its last value."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        v = pred()
+        if v or time.monotonic() > deadline:
+            return v
+        time.sleep(step_s)
+
+
+def children_of(pid):
+    try:
+        out = []
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{tid}/children") as f:
+                out += [int(x) for x in f.read().split()]
+        return out
+    except FileNotFoundError:
+        return []
+
+
+def proc_stat(pid):
+    """(state, ppid) of a process, or None when it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            s = f.read()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    rest = s[s.rindex(")") + 2:].split()
+    return rest[0], int(rest[1])
+
+
+def zombies_of(ppid):
+    out = []
+    for pid in children_of(ppid):
+        st = proc_stat(pid)
+        if st and st[0] == "Z":
+            out.append(pid)
+    return out
+
+
+def mountinfo():
+    with open("/proc/self/mountinfo") as f:
+        return sorted(" ".join(l.split()[3:5]) for l in f)
+
+
+class Runtime:
+    """One host-mode ballpoint: a launcher process and the PID 1 it re-executes."""
+
+    def __init__(self, listen="127.0.0.1:0", extra=()):
+        self.dir = tempfile.mkdtemp(prefix="bp-it-")
+        self.state = os.path.join(self.dir, "state")
+        self.log_path = os.path.join(self.dir, "console.log")
+        self.log = open(self.log_path, "wb")
+        self.proc = subprocess.Popen([BIN, "--host", "--state", self.state, "--listen", listen, *extra],
+                                     stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        self.endpoint = None
+
+    def pid1(self):
+        """The host-side pid of the runtime's PID 1 (the launcher's only child)."""
+        kids = children_of(self.proc.pid)
+        return kids[0] if kids else None
+
+    def wait_ready(self, timeout_s=20):
+        path = os.path.join(self.state, "endpoint.json")
+
+        def ready():
+            if self.proc.poll() is not None:
+                raise AssertionError(f"ballpoint exited with {self.proc.returncode} before ready:\n{self.console()}")
+            try:
+                with open(path) as f:
+                    return json.load(f)
+            except (FileNotFoundError, json.JSONDecodeError):
+                return None
+
+        self.endpoint = wait_until(ready, timeout_s)
+        if not self.endpoint:
+            raise AssertionError(f"not ready after {timeout_s} s:\n{self.console()}")
+        return self.endpoint
+
+    def request(self, method, path, token=None, body=None, headers=None):
+        """(status, parsed JSON body or raw text, headers)."""
+        req = urllib.request.Request(self.endpoint["url"] + path, method=method, data=body)
+        tok = self.endpoint["token"] if token is None else token
+        if tok:
+            req.add_header("Authorization", "Bearer " + tok)
+        for k, v in (headers or {}).items():
+            req.add_header(k, v)
+        try:
+            with urllib.request.urlopen(req, timeout=10) as r:
+                status, raw, hdrs = r.status, r.read(), r.headers
+        except urllib.error.HTTPError as e:
+            status, raw, hdrs = e.code, e.read(), e.headers
+        try:
+            return status, json.loads(raw), hdrs
+        except ValueError:
+            return status, raw.decode(errors="replace"), hdrs
+
+    def stop(self, sig=signal.SIGTERM, timeout_s=15):
+        """Sends sig to the launcher, waits; returns (exit code, seconds taken)."""
+        t0 = time.monotonic()
+        self.proc.send_signal(sig)
+        try:
+            code = self.proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise AssertionError(f"did not stop within {timeout_s} s:\n{self.console()}")
+        return code, time.monotonic() - t0
+
+    def kill(self):
+        pid1 = self.pid1()
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        if pid1:
+            try:
+                os.kill(pid1, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        self.log.close()
+
+    def console(self):
+        if not self.log.closed:
+            self.log.flush()
+        with open(self.log_path, "rb") as f:
+            return f.read().decode(errors="replace")
+
+    def events(self):
+        out = []
+        for line in self.console().splitlines():
+            i = line.find("{")
+            if i < 0:
+                continue
+            try:
+                out.append(json.loads(line[i:]))
+            except ValueError:
+                pass
+        return out
+
+
+def main():
+    unittest.main(argv=[sys.argv[0], "-v"], exit=True)

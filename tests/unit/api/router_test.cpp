@@ -1,0 +1,115 @@
+// tests/unit/api/router_test.cpp — auth first, path decoding, the sprite list, JSON errors.
+#include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
+
+#include "agent/registry.hpp"
+#include "api/auth.hpp"
+#include "api/router.hpp"
+
+using namespace bp::api;
+using nlohmann::json;
+
+namespace {
+const std::string kToken = "0123456789abcdef0123456789abcdef";
+Request req(std::string method, std::string target, std::string auth = "Bearer " + kToken) {
+  Request r;
+  r.method = std::move(method);
+  r.target = std::move(target);
+  r.authorization = std::move(auth);
+  return r;
+}
+}  // namespace
+
+TEST_CASE("paths split and percent-decode per segment", "[router]") {
+  CHECK(*split_path("/v1/sprites") == std::vector<std::string>{"v1", "sprites"});
+  CHECK(*split_path("/v1/sprites/") == std::vector<std::string>{"v1", "sprites"});
+  CHECK(*split_path("/v1/sprites/my%2Dbox/exec?cmd=a%2Fb") ==
+        std::vector<std::string>{"v1", "sprites", "my-box", "exec"});
+  CHECK_FALSE(split_path("/v1/sprites/a%2Fb"));  // an encoded '/' never becomes a separator
+  CHECK_FALSE(split_path("/v1/sprites/a%00"));
+  CHECK_FALSE(split_path("/v1/%zz"));
+  CHECK_FALSE(split_path("/v1/%2"));
+  CHECK_FALSE(split_path("v1/sprites"));
+}
+
+TEST_CASE("sprite names are DNS labels", "[router]") {
+  CHECK(valid_sprite_name("my-sprite-1"));
+  CHECK_FALSE(valid_sprite_name(""));
+  CHECK_FALSE(valid_sprite_name("-a"));
+  CHECK_FALSE(valid_sprite_name("a-"));
+  CHECK_FALSE(valid_sprite_name("Upper"));
+  CHECK_FALSE(valid_sprite_name(std::string(64, 'a')));
+  CHECK_FALSE(valid_sprite_name(".."));
+}
+
+TEST_CASE("tokens: Bearer or Basic bearer:TOKEN, compared whole", "[auth]") {
+  CHECK(authorized("Bearer " + kToken, kToken));
+  CHECK(authorized("bearer " + kToken, kToken));
+  CHECK_FALSE(authorized("Bearer " + kToken + "x", kToken));
+  CHECK_FALSE(authorized("Bearer " + kToken.substr(1), kToken));
+  CHECK_FALSE(authorized("Bearer ", kToken));
+  CHECK_FALSE(authorized("", kToken));
+  CHECK_FALSE(authorized("Bearer ", ""));
+  // base64("bearer:0123456789abcdef0123456789abcdef")
+  CHECK(authorized("Basic YmVhcmVyOjAxMjM0NTY3ODlhYmNkZWYwMTIzNDU2Nzg5YWJjZGVm", kToken));
+  CHECK_FALSE(authorized("Basic !!!", kToken));
+  CHECK(constant_time_equal("abc", "abc"));
+  CHECK_FALSE(constant_time_equal("abc", "abd"));
+  CHECK_FALSE(constant_time_equal("abc", "ab"));
+}
+
+TEST_CASE("the router answers 401 before anything else", "[router]") {
+  bp::agent::Registry reg;
+  Router r({kToken, "local", "0.1.0"}, reg);
+  for (const char* target : {"/v1/sprites", "/nope", "/v1/sprites/x/exec", "/v1/%zz"}) {
+    INFO(target);
+    auto res = r.handle(req("GET", target, "Bearer wrong"));
+    CHECK(res.status == 401);
+    auto j = json::parse(res.body);
+    CHECK(j["error"] == "unauthorized");
+    CHECK(j["message"].is_string());
+  }
+}
+
+TEST_CASE("GET /v1/sprites lists the registry with both counter shapes", "[router]") {
+  bp::agent::Registry reg;
+  Router r({kToken, "local", "0.1.0"}, reg);
+  auto empty = r.handle(req("GET", "/v1/sprites"));
+  CHECK(empty.status == 200);
+  auto j = json::parse(empty.body);
+  CHECK(j["sprites"] == json::array());
+  CHECK(j["has_more"] == false);
+  CHECK(j["org"]["running"] == 0);
+
+  REQUIRE(reg.add({"id-1", "box", "running", "2026-01-01T00:00:00Z", "2026-01-01T00:00:00Z"}));
+  CHECK_FALSE(reg.add({"id-2", "box", "cold", "", ""}));  // names are unique
+  j = json::parse(r.handle(req("GET", "/v1/sprites?max_results=50")).body);
+  REQUIRE(j["sprites"].size() == 1);
+  CHECK(j["sprites"][0]["name"] == "box");
+  CHECK(j["sprites"][0]["id"] == "id-1");
+  CHECK(j["running"] == 1);
+  CHECK(j["org"]["running"] == 1);
+  auto one = r.handle(req("GET", "/v1/sprites/box"));
+  CHECK(one.status == 200);
+  CHECK(json::parse(one.body)["status"] == "running");
+}
+
+TEST_CASE("unknown paths, names and methods get JSON errors", "[router]") {
+  bp::agent::Registry reg;
+  Router r({kToken, "local", "0.1.0"}, reg);
+  auto nf = r.handle(req("GET", "/v1/nothing"));
+  CHECK(nf.status == 404);
+  CHECK(json::parse(nf.body)["error"] == "not_found");
+  auto ns = r.handle(req("GET", "/v1/sprites/ghost"));
+  CHECK(ns.status == 404);
+  CHECK(json::parse(ns.body)["message"] == "sprite 'ghost' not found");
+  CHECK(r.handle(req("GET", "/v1/sprites/Bad_Name")).status == 400);
+  CHECK(r.handle(req("GET", "/v1/sprites/..%2F..")).status == 400);
+  auto m = r.handle(req("DELETE", "/v1/sprites"));
+  CHECK(m.status == 405);
+  REQUIRE(m.headers.size() == 1);
+  CHECK(m.headers[0].first == "Allow");
+  auto post = r.handle(req("POST", "/v1/sprites"));
+  CHECK(post.status == 501);
+  CHECK(json::parse(post.body)["error"] == "not_supported");
+}
