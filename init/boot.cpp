@@ -1,6 +1,7 @@
 // init/boot.cpp — the boot step table and the loop that runs PID 1's components.
 #include "init/boot.hpp"
 
+#include <fcntl.h>
 #include <sys/reboot.h>
 #include <sys/signalfd.h>
 #include <unistd.h>
@@ -131,7 +132,20 @@ constexpr Pid1::Step kHostSteps[] = {
 };
 
 
-Status Pid1::step_mount_filesystems() { return mount_api_filesystems(log_); }
+Status Pid1::step_mount_filesystems() {
+  if (auto s = mount_api_filesystems(log_); !s) return s;
+  // A kernel that found no /dev/console in the initramfs started us without
+  // stdio; now that devtmpfs is there, give the log its console.
+  if (::fcntl(2, F_GETFD) < 0) {
+    int fd = ::open("/dev/console", O_RDWR | O_NOCTTY);
+    if (fd >= 0) {
+      for (int target = 0; target <= 2; ++target)
+        if (fd != target) ::dup2(fd, target);
+      if (fd > 2) ::close(fd);
+    }
+  }
+  return {};
+}
 
 Status Pid1::step_load_config() {
   std::string text;
