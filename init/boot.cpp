@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <sys/reboot.h>
 #include <sys/signalfd.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <boost/asio/as_tuple.hpp>
@@ -48,6 +49,13 @@ constexpr const char* kVersion = "0.1.0";
 
 std::int64_t micros_since(Clock::time_point t0) {
   return std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - t0).count();
+}
+
+// Time since the kernel started, suspend included: boot-to-ready as the machine sees it.
+std::int64_t uptime_ms() {
+  struct timespec ts {};
+  ::clock_gettime(CLOCK_BOOTTIME, &ts);
+  return static_cast<std::int64_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
 }
 
 std::int64_t rss_kb() {
@@ -319,7 +327,8 @@ asio::awaitable<void> Pid1::boot() {
   }
   booting_ = false;
   log_.info("ballpoint: ready", {{"mode", vm_ ? "vm" : "host"}, {"url", url()},
-                                 {"boot_ms", micros_since(boot_t0_) / 1000}, {"rss_kb", rss_kb()},
+                                 {"boot_ms", micros_since(boot_t0_) / 1000}, {"uptime_ms", uptime_ms()},
+                                 {"rss_kb", rss_kb()},
                                  {"version", kVersion}});
 }
 
