@@ -6,7 +6,12 @@
 #include <vector>
 
 #include "common/log.hpp"
+#include <sys/prctl.h>
+
+#include <cstring>
+
 #include "init/args.hpp"
+#include "init/container/container.hpp"
 #include "init/boot.hpp"
 #include "init/crash.hpp"
 #include "init/host.hpp"
@@ -15,6 +20,11 @@
 
 int main(int argc, char** argv) {
   using namespace bp::init;
+  // The container's PID 1 is this binary too, re-executed by Container::start.
+  if (argc > 1 && std::strcmp(argv[1], "--container-init") == 0) return bp::container::container_init_main(argc, argv);
+  // Our memory holds the API token: no process of a container, even one of ours between
+  // clone and exec, may read it through ptrace or /proc/PID/mem.
+  ::prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
   std::vector<std::string> words(argv, argv + argc);
   bool is_pid1 = ::getpid() == 1;
   bp::Logger log("init");
