@@ -12,6 +12,7 @@
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http.hpp>
+#include <array>
 #include <list>
 
 #include "api/errors.hpp"
@@ -98,7 +99,8 @@ awaitable<void> Server::Impl::accept_loop() {
       continue;
     }
     ::fcntl(sock.native_handle(), F_SETFD, FD_CLOEXEC);
-    asio::co_spawn(io_, session(std::move(sock)), log_exit("api.session"));
+    asio::co_spawn(io_, [this, sock = std::move(sock)]() mutable { return session(std::move(sock)); },
+                   log_exit("api.session"));
   }
 }
 
@@ -128,10 +130,23 @@ awaitable<void> Server::Impl::session(tcp::socket sock) {
     ~Unlist() { l.erase(it); }
   } unlist{live_, self};
 
+  // An error that ends the connection (413, 431, 400, 503). Closing a socket with unread
+  // input makes the kernel send a reset, which can destroy the response before the
+  // client reads it: so half-close, then read and drop what is still coming, bounded.
   auto reply_and_close = [&](const Response& r) -> awaitable<void> {
     auto res = to_beast(r, 11, false, false);
     stream.expires_after(std::chrono::seconds(10));
-    co_await http::async_write(stream, res, tuple_awaitable);
+    auto [wec, wn] = co_await http::async_write(stream, res, tuple_awaitable);
+    if (wec) co_return;
+    boost::system::error_code ec;
+    stream.socket().shutdown(tcp::socket::shutdown_send, ec);
+    stream.expires_after(std::chrono::seconds(2));
+    std::array<char, 16384> sink;
+    for (std::size_t drained = 0; drained < cfg_.body_limit * 4;) {
+      auto [rec, n] = co_await stream.async_read_some(asio::buffer(sink), tuple_awaitable);
+      if (rec) break;
+      drained += n;
+    }
   };
 
   if (live_.size() > cfg_.max_connections) {

@@ -22,7 +22,7 @@ json sprite_object(const agent::SpriteRecord& rec, std::string_view org) {
 }  // namespace
 
 std::string sprite_json(const agent::SpriteRecord& rec, std::string_view org) {
-  return sprite_object(rec, org).dump();
+  return sprite_object(rec, org).dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
 std::string sprite_list_json(const std::vector<agent::SpriteRecord>& recs, std::string_view org) {
@@ -39,7 +39,7 @@ std::string sprite_list_json(const std::vector<agent::SpriteRecord>& recs, std::
   json body{{"sprites", std::move(list)}, {"has_more", false}, {"next_continuation_token", nullptr}};
   for (auto& [k, v] : counts.items()) body[k] = v;
   body["org"] = std::move(counts);
-  return body.dump();
+  return body.dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
 }  // namespace bp::api

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <chrono>
 #include <cinttypes>
 #include <condition_variable>
 #include <cstdio>
@@ -122,19 +123,25 @@ class Sink {
     if (running_) return;
     running_ = true;
     stopping_ = false;
+    exited_ = false;
     thread_ = std::thread([this] { run(); });
   }
 
-  void stop() {
-    {
-      std::lock_guard lk(mu_);
-      if (!running_) return;
-      stopping_ = true;
-      cv_.notify_one();
-    }
-    thread_.join();
-    std::lock_guard lk(mu_);
+  // Waits up to timeout_ms for the queue to drain. A console that blocks for longer
+  // (a full serial line, a pipe nobody reads) must not stop a power-off: then the
+  // writer is left behind and later lines are written directly.
+  void stop(int timeout_ms) {
+    std::unique_lock lk(mu_);
+    if (!running_) return;
+    stopping_ = true;
+    cv_.notify_one();
+    bool drained = done_cv_.wait_for(lk, std::chrono::milliseconds(timeout_ms), [&] { return exited_; });
     running_ = false;
+    lk.unlock();
+    if (drained)
+      thread_.join();
+    else
+      thread_.detach();
   }
 
   std::vector<std::string> ring() {
@@ -157,7 +164,11 @@ class Sink {
     std::unique_lock lk(mu_);
     for (;;) {
       cv_.wait(lk, [&] { return stopping_ || !queue_.empty(); });
-      if (queue_.empty() && stopping_) return;
+      if (queue_.empty() && stopping_) {
+        exited_ = true;
+        done_cv_.notify_all();
+        return;
+      }
       std::deque<std::string> batch;
       batch.swap(queue_);
       std::uint64_t dropped = std::exchange(dropped_, 0);
@@ -189,6 +200,8 @@ class Sink {
 
   std::mutex mu_;
   std::condition_variable cv_;
+  std::condition_variable done_cv_;
+  bool exited_ = false;
   std::deque<std::string> ring_;
   std::deque<std::string> queue_;
   std::size_t capacity_ = 4096;
@@ -234,7 +247,7 @@ void set_level(Level l) { Sink::get().level = static_cast<int>(l); }
 Level level() { return static_cast<Level>(Sink::get().level.load()); }
 void set_file_fd(int fd) { Sink::get().file_fd = fd; }
 void start_writer() { Sink::get().start(); }
-void stop_writer() { Sink::get().stop(); }
+void stop_writer(int timeout_ms) { Sink::get().stop(timeout_ms); }
 std::vector<std::string> ring_snapshot() { return Sink::get().ring(); }
 std::uint64_t dropped() { return Sink::get().dropped(); }
 void set_queue_capacity(std::size_t n) { Sink::get().set_capacity(n); }

@@ -66,8 +66,9 @@ Level level();
 // Also copy every line to fd (not owned; -1 to stop).
 void set_file_fd(int fd);
 void start_writer();
-// Drains what is queued, then joins the writer; later lines are written synchronously.
-void stop_writer();
+// Drains what is queued (waiting at most timeout_ms for a slow console), then stops
+// the writer; later lines are written synchronously.
+void stop_writer(int timeout_ms = 2000);
 // The newest lines, oldest first (the API exposes them later).
 std::vector<std::string> ring_snapshot();
 std::uint64_t dropped();

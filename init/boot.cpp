@@ -3,6 +3,7 @@
 
 #include <fcntl.h>
 #include <sys/reboot.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <time.h>
 #include <unistd.h>
@@ -14,6 +15,7 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <algorithm>
 #include <chrono>
 #include <functional>
 #include <memory>
@@ -29,6 +31,7 @@
 #include "common/sys.hpp"
 #include "init/cmdline.hpp"
 #include "init/config.hpp"
+#include "init/console.hpp"
 #include "init/modules.hpp"
 #include "init/mounts.hpp"
 #include "init/reaper.hpp"
@@ -56,6 +59,19 @@ std::int64_t uptime_ms() {
   struct timespec ts {};
   ::clock_gettime(CLOCK_BOOTTIME, &ts);
   return static_cast<std::int64_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
+}
+
+// The kernel starts init with a soft RLIMIT_NOFILE of 1024: far too few for an API
+// server. Raise it (and, where allowed, the hard limit) and return the soft limit.
+std::uint64_t raise_nofile() {
+  rlimit rl{};
+  ::getrlimit(RLIMIT_NOFILE, &rl);
+  rlimit want{1u << 20, 1u << 20};
+  if (::setrlimit(RLIMIT_NOFILE, &want) == 0) return want.rlim_cur;
+  rl.rlim_cur = rl.rlim_max;
+  ::setrlimit(RLIMIT_NOFILE, &rl);
+  ::getrlimit(RLIMIT_NOFILE, &rl);
+  return rl.rlim_cur;
 }
 
 std::int64_t rss_kb() {
@@ -94,6 +110,8 @@ class Pid1 {
 
   asio::awaitable<void> boot();
   asio::awaitable<void> signal_loop();
+  // Reads every pending signal without blocking: reaps, or starts shutdown.
+  void drain_signals();
   void request_shutdown(std::string_view why);
   void stop_components();
   std::string url() const;
@@ -107,6 +125,7 @@ class Pid1 {
   Reaper reaper_;
   Config cfg_;
   std::string token_;
+  std::uint64_t nofile_ = 1024;
 
   // Components, in start order; stopped in reverse by stop_components().
   agent::Registry registry_;
@@ -142,16 +161,7 @@ constexpr Pid1::Step kHostSteps[] = {
 
 Status Pid1::step_mount_filesystems() {
   if (auto s = mount_api_filesystems(log_); !s) return s;
-  // A kernel that found no /dev/console in the initramfs started us without
-  // stdio; now that devtmpfs is there, give the log its console.
-  if (::fcntl(2, F_GETFD) < 0) {
-    int fd = ::open("/dev/console", O_RDWR | O_NOCTTY);
-    if (fd >= 0) {
-      for (int target = 0; target <= 2; ++target)
-        if (fd != target) ::dup2(fd, target);
-      if (fd > 2) ::close(fd);
-    }
-  }
+  reopen_console();  // if the kernel started us without a console, /dev now has one
   return {};
 }
 
@@ -171,6 +181,10 @@ Status Pid1::step_load_config() {
     auto cmdline = read_file("/proc/cmdline");
     if (!cmdline) return std::move(cmdline.error()).wrap("config");
     ov = ballpoint_overrides(*cmdline);
+    for (const auto& [k, v] : ov)
+      if (k == "api.token")
+        return make_error("config: api.token: not accepted on the kernel command line, which every process "
+                          "can read in /proc/cmdline; put it in config.json or use api.token_file");
   }
   auto cfg = parse_config(text, ov);
   if (!cfg) return std::move(cfg.error());
@@ -189,8 +203,10 @@ Status Pid1::step_load_config() {
 }
 
 Status Pid1::step_mount_cgroup2() {
-  auto enabled = mount_cgroup2("/sys/fs/cgroup");
+  std::vector<std::string> refused;
+  auto enabled = mount_cgroup2("/sys/fs/cgroup", &refused);
   if (!enabled) return std::move(enabled.error());
+  for (const auto& r : refused) log_.warn("cgroup controller not enabled", {{"err", r}});
   log_.info("cgroup2 ready", {{"path", "/sys/fs/cgroup"}, {"controllers", *enabled}});
   return {};
 }
@@ -251,6 +267,8 @@ Status Pid1::step_api() {
   api::ServerConfig sc;
   sc.host = cfg_.api.listen.host;
   sc.port = cfg_.api.listen.port;
+  // Connections must run out before descriptors do: PID 1 needs fds for everything else.
+  sc.max_connections = std::min<std::uint64_t>(sc.max_connections, nofile_ / 2);
   auto server = std::make_unique<api::Server>(io_, sc, *router_);
   if (auto s = server->start(); !s) return s;
   server_ = std::move(server);
@@ -307,7 +325,9 @@ std::string Pid1::url() const {
 asio::awaitable<void> Pid1::boot() {
   auto steps = vm_ ? std::span<const Step>(kVmSteps) : std::span<const Step>(kHostSteps);
   for (const Step& step : steps) {
-    // Let a shutdown signal that arrived during the previous step be seen first.
+    // A shutdown signal that arrived during the previous step is seen before the next
+    // one starts (the loop's own wait would run only after this coroutine yields).
+    drain_signals();
     co_await asio::post(io_, asio::use_awaitable);
     if (shutting_down_) {
       log_.info("boot cancelled", {{"before", step.name}});
@@ -326,6 +346,14 @@ asio::awaitable<void> Pid1::boot() {
     }
   }
   booting_ = false;
+  if (!vm_) {
+    // For the person who just ran scripts/run: the log is JSON on stderr, this is for them.
+    std::string banner = "\nballpoint is running at " + url() + " (state in " + args_.state_dir + ")\n" +
+                         "  token:  " + args_.state_dir + "/token\n" + "  try:    curl -H \"Authorization: Bearer $(cat " +
+                         args_.state_dir + "/token)\" " + url() + "/v1/sprites\n" +
+                         "  stop:   Ctrl-C, or SIGTERM to the ballpoint-init --host process\n\n";
+    [[maybe_unused]] auto w = write_all(1, banner);
+  }
   log_.info("ballpoint: ready", {{"mode", vm_ ? "vm" : "host"}, {"url", url()},
                                  {"boot_ms", micros_since(boot_t0_) / 1000}, {"uptime_ms", uptime_ms()},
                                  {"rss_kb", rss_kb()},
@@ -337,26 +365,37 @@ asio::awaitable<void> Pid1::signal_loop() {
     auto [ec] = co_await sigfd_->async_wait(asio::posix::descriptor_base::wait_read,
                                             asio::as_tuple(asio::use_awaitable));
     if (ec) co_return;  // closed at the end of shutdown
+    drain_signals();
+  }
+}
+
+void Pid1::drain_signals() {
+  // This loop is PID 1's only reaper and shutdown trigger: nothing may end it.
+  try {
     signalfd_siginfo si{};
     while (::read(sigfd_->native_handle(), &si, sizeof si) == static_cast<ssize_t>(sizeof si)) {
-      if (si.ssi_signo == SIGCHLD) {
-        reaper_.reap();
-      } else if (is_shutdown_signal(static_cast<int>(si.ssi_signo))) {
-        log_.info("shutdown requested", {{"signal", strsignal(static_cast<int>(si.ssi_signo))},
-                                         {"from_pid", si.ssi_pid}});
+      int sig = static_cast<int>(si.ssi_signo);
+      if (is_shutdown_signal(sig)) {
+        log_.info("shutdown requested", {{"signal", sigabbrev_np(sig)}, {"from_pid", si.ssi_pid}});
         request_shutdown("signal");
       }
     }
-    // A signal that coalesced with one already read must not leave a zombie behind.
+    // One SIGCHLD can stand for many exits, and a coalesced one may not be read at all.
     reaper_.reap();
+  } catch (const std::exception& e) {
+    log_.error("signal handling failed", {{"err", e.what()}});
   }
 }
 
 void Pid1::stop_components() {
   for (auto it = stops_.rbegin(); it != stops_.rend(); ++it) {
     auto t0 = Clock::now();
-    it->second();
-    log_.info("stopped", {{"component", it->first}, {"dur_us", micros_since(t0)}});
+    try {
+      it->second();
+      log_.info("stopped", {{"component", it->first}, {"dur_us", micros_since(t0)}});
+    } catch (const std::exception& e) {
+      log_.error("stop failed", {{"component", it->first}, {"err", e.what()}});
+    }
   }
   stops_.clear();
 }
@@ -389,6 +428,7 @@ void Pid1::request_shutdown(std::string_view why) {
 }
 
 int Pid1::run() {
+  nofile_ = raise_nofile();
   if (vm_) {
     // Ctrl-Alt-Del then sends SIGINT to PID 1 instead of rebooting at once.
     if (::reboot(RB_DISABLE_CAD) != 0) log_.warn("reboot(RB_DISABLE_CAD) failed", {{"errno", errno}});
@@ -433,6 +473,8 @@ int run_pid1(const Args& args) {
     code = p.run();
   } catch (const std::exception& e) {
     Logger("init").fatal("PID 1 failed", {{"err", e.what()}});
+  } catch (...) {
+    Logger("init").fatal("PID 1 failed", {{"err", "unknown exception"}});
   }
   finish(args.mode == Mode::vm, code);
 }

@@ -99,15 +99,6 @@ Status check_cidr(const std::string& s) {
 
 using Binder = std::function<Status(Config&, const json&)>;
 
-Binder str(std::string Config::*m) {
-  return [m](Config& c, const json& v) -> Status {
-    auto s = as_string(v);
-    if (!s) return std::move(s.error());
-    c.*m = std::move(*s);
-    return {};
-  };
-}
-
 const std::map<std::string, Binder>& binders() {
   static const std::map<std::string, Binder> b = {
       {"hostname",
@@ -126,7 +117,14 @@ const std::map<std::string, Binder>& binders() {
          c.sprite_name = *s;
          return {};
        }},
-      {"org", str(&Config::org)},
+      {"org",
+       [](Config& c, const json& v) -> Status {
+         auto s = as_string(v);
+         if (!s) return std::move(s.error());
+         if (auto st = check_hostname(*s); !st) return st;  // a slug: the same rules as a host name
+         c.org = *s;
+         return {};
+       }},
       {"api.listen",
        [](Config& c, const json& v) -> Status {
          auto s = as_string(v);

@@ -44,6 +44,8 @@ void on_signal(int sig) {
                      : sig == SIGABRT ? "SIGABRT"
                      : sig == SIGILL ? "SIGILL"
                      : sig == SIGFPE ? "SIGFPE"
+                     : sig == SIGSYS ? "SIGSYS"
+                     : sig == SIGTRAP ? "SIGTRAP"
                                      : "fatal signal";
   die(name, 128 + sig);
 }
@@ -62,7 +64,7 @@ void install_crash_handlers(bool vm_mode) {
   sa.sa_handler = on_signal;
   sa.sa_flags = SA_ONSTACK | SA_RESETHAND;
   sigemptyset(&sa.sa_mask);
-  for (int sig : {SIGSEGV, SIGBUS, SIGABRT, SIGILL, SIGFPE}) ::sigaction(sig, &sa, nullptr);
+  for (int sig : {SIGSEGV, SIGBUS, SIGABRT, SIGILL, SIGFPE, SIGSYS, SIGTRAP}) ::sigaction(sig, &sa, nullptr);
   std::set_terminate(on_terminate);
 }
 

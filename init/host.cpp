@@ -2,6 +2,7 @@
 #include "init/host.hpp"
 
 #include <fcntl.h>
+#include <linux/close_range.h>
 #include <linux/sched.h>
 #include <sched.h>
 #include <signal.h>
@@ -32,6 +33,8 @@ namespace {
   // wait for it rather than kill it.
   // If the launcher dies, PID 1 is asked to stop cleanly (SIGTERM reaches it via signalfd).
   ::prctl(PR_SET_PDEATHSIG, SIGTERM);
+  // Whatever the invoking shell left open is not PID 1's to keep.
+  ::syscall(SYS_close_range, 3, ~0U, CLOSE_RANGE_CLOEXEC);
   ::syscall(SYS_execveat, exe_fd, "", argv, envp, AT_EMPTY_PATH);
   static const char msg[] = "ballpoint: exec of host PID 1 failed\n";
   [[maybe_unused]] auto r = ::write(2, msg, sizeof msg - 1);
@@ -86,7 +89,10 @@ int run_host_launcher(const Args& args) {
     log.error("clone3(CLONE_NEWPID|CLONE_NEWNS)", {{"err", std::strerror(errno)}});
     return 1;
   }
-  if (pid == 0) child_exec(exe.get(), argv.data(), ::environ);
+  // PID 1 gets a clean environment, not the invoking shell's.
+  char path_env[] = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+  char* envp[] = {path_env, nullptr};
+  if (pid == 0) child_exec(exe.get(), argv.data(), envp);
   UniqueFd child(pidfd);
   log.debug("started host PID 1", {{"pid", pid}, {"state", abs}});
 

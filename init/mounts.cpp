@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "common/sys.hpp"
+#include "init/container/cgroup.hpp"
 
 namespace bp::init {
 
@@ -72,25 +73,12 @@ Result<std::string> cgroup_controllers(const std::string& dir) {
   return s;
 }
 
-Result<std::string> mount_cgroup2(const std::string& path) {
+Result<std::string> mount_cgroup2(const std::string& path, std::vector<std::string>* refused) {
   if (::mkdir(path.c_str(), 0755) != 0 && errno != EEXIST) return sys_error("mkdir(" + path + ")");
   if (::mount("cgroup2", path.c_str(), "cgroup2", MS_NOSUID | MS_NODEV | MS_NOEXEC, "nsdelegate") != 0 &&
       errno != EBUSY)
     return sys_error("mount(cgroup2, " + path + ")");
-  auto avail = cgroup_controllers(path);
-  if (!avail) return std::move(avail.error());
-  // One controller per write, so one the kernel refuses does not hide the others.
-  std::istringstream in(*avail);
-  std::string name;
-  while (in >> name) {
-    if (auto s = write_file(path + "/cgroup.subtree_control", "+" + name); !s)
-      return std::move(s.error()).wrap("enable controller " + name);
-  }
-  auto enabled = read_file(path + "/cgroup.subtree_control");
-  if (!enabled) return std::move(enabled.error());
-  std::string e = *enabled;
-  while (!e.empty() && e.back() == '\n') e.pop_back();
-  return e;
+  return container::enable_subtree_controllers(path, refused);
 }
 
 Status private_mounts_and_proc() {

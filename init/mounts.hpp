@@ -3,6 +3,7 @@
 
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "common/log.hpp"
 #include "common/result.hpp"
@@ -15,8 +16,8 @@ Status mount_api_filesystems(const Logger& log);
 
 // Mounts cgroup2 at path (if not yet) and enables every available controller for
 // children. Returns the enabled controllers, space-separated as cgroup.subtree_control
-// shows them.
-Result<std::string> mount_cgroup2(const std::string& path);
+// shows them; refused ones go to *refused.
+Result<std::string> mount_cgroup2(const std::string& path, std::vector<std::string>* refused);
 
 // Host mode: our mounts stay ours (the root made rprivate) and /proc shows our pid
 // namespace.

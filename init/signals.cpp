@@ -15,10 +15,19 @@ Status block_async_signals() {
   sigfillset(&all);
   for (int s : kSynchronous) sigdelset(&all, s);
   if (sigprocmask(SIG_BLOCK, &all, nullptr) != 0) return sys_error("sigprocmask(SIG_BLOCK)");
-  // With SIGCHLD ignored the kernel would reap for us and owners would lose exit codes.
-  struct sigaction sa {};
-  sa.sa_handler = SIG_DFL;
-  if (sigaction(SIGCHLD, &sa, nullptr) != 0) return sys_error("sigaction(SIGCHLD, SIG_DFL)");
+  // Ignored dispositions survive exec (a background job starts with SIGINT and SIGQUIT
+  // ignored): reset them, so children start clean. With SIGCHLD ignored the kernel
+  // would also reap for us and owners would lose exit codes.
+  for (int sig = 1; sig < NSIG; ++sig) {
+    if (sig == SIGKILL || sig == SIGSTOP) continue;
+    struct sigaction old {};
+    if (sigaction(sig, nullptr, &old) != 0) continue;
+    if (old.sa_handler == SIG_IGN || sig == SIGCHLD) {
+      struct sigaction dfl {};
+      dfl.sa_handler = SIG_DFL;
+      if (sigaction(sig, &dfl, nullptr) != 0) return sys_error("sigaction(SIG_DFL)");
+    }
+  }
   return {};
 }
 
@@ -41,15 +50,6 @@ Result<UniqueFd> open_signalfd() {
   int fd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
   if (fd < 0) return sys_error("signalfd");
   return UniqueFd(fd);
-}
-
-void reset_signals_in_child() {
-  struct sigaction sa {};
-  sa.sa_handler = SIG_DFL;
-  sigaction(SIGPIPE, &sa, nullptr);
-  sigset_t none;
-  sigemptyset(&none);
-  sigprocmask(SIG_SETMASK, &none, nullptr);
 }
 
 }  // namespace bp::init

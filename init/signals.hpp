@@ -9,7 +9,8 @@
 namespace bp::init {
 
 // Blocks every asynchronous signal in the calling thread (call from main before any
-// thread exists, so threads inherit the mask) and keeps SIGCHLD at SIG_DFL. The
+// thread exists, so threads inherit the mask) and resets ignored dispositions and
+// SIGCHLD to SIG_DFL. The
 // synchronous ones (SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT, SIGTRAP, SIGSYS) stay
 // unblocked for the crash handler.
 Status block_async_signals();
@@ -21,8 +22,5 @@ bool is_shutdown_signal(int sig);
 // A non-blocking, close-on-exec signalfd for handled_signals().
 Result<UniqueFd> open_signalfd();
 
-// Restores a clean signal state in a child before exec: empty mask, default
-// dispositions for SIGPIPE and the handled signals. Async-signal-safe.
-void reset_signals_in_child();
 
 }  // namespace bp::init

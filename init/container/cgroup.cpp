@@ -178,14 +178,15 @@ Status CgroupDir::remove(int timeout_ms) {
   return sys_error("rmdir(" + path_ + ")");
 }
 
-Result<std::string> enable_subtree_controllers(const std::string& dir) {
+Result<std::string> enable_subtree_controllers(const std::string& dir, std::vector<std::string>* refused) {
   auto avail = read_file(dir + "/cgroup.controllers");
   if (!avail) return std::move(avail.error());
   std::istringstream in(*avail);
   std::string name;
+  // One controller per write, so one the kernel refuses does not hide the others.
   while (in >> name)
-    if (auto s = write_file(dir + "/cgroup.subtree_control", "+" + name); !s)
-      return std::move(s.error()).wrap("enable controller " + name + " in " + dir);
+    if (auto s = write_file(dir + "/cgroup.subtree_control", "+" + name); !s && refused)
+      refused->push_back(name + ": " + s.error().what);
   auto enabled = read_file(dir + "/cgroup.subtree_control");
   if (!enabled) return std::move(enabled.error());
   std::string e = *enabled;

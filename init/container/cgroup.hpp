@@ -58,7 +58,9 @@ class CgroupDir {
   UniqueFd fd_;
 };
 
-// Enables, for children of dir, every controller dir offers; returns the enabled list.
-Result<std::string> enable_subtree_controllers(const std::string& dir);
+// Enables, for children of dir, every controller dir offers; returns the enabled list
+// (space-separated, as cgroup.subtree_control shows it). Controllers the kernel refuses
+// are skipped and, with their error, added to *refused.
+Result<std::string> enable_subtree_controllers(const std::string& dir, std::vector<std::string>* refused = nullptr);
 
 }  // namespace bp::container

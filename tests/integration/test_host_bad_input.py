@@ -10,7 +10,10 @@ def raw_exchange(url, data, read_timeout_s=5):
     host, port = url[len("http://"):].split(":")
     s = socket.create_connection((host, int(port)), timeout=read_timeout_s)
     try:
-        s.sendall(data)
+        try:
+            s.sendall(data)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the server may answer and stop reading before all is sent
         chunks = []
         while True:
             try:
@@ -63,9 +66,11 @@ class HostBadInput(unittest.TestCase):
         big = b"x" * (2 * 1024 * 1024)
         head = (f"POST /v1/sprites HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {self.ep['token']}\r\n"
                 f"Content-Type: application/json\r\nContent-Length: {len(big)}\r\n\r\n").encode()
-        resp = raw_exchange(self.ep["url"], head + big[:65536])
-        self.assertTrue(resp.startswith("HTTP/1.1 413"), resp[:200])
-        self.assertIn('"error":"body_too_large"', resp)
+        # The whole body, as a real client sends it: the 413 must still arrive intact.
+        for _ in range(5):
+            resp = raw_exchange(self.ep["url"], head + big)
+            self.assertTrue(resp.startswith("HTTP/1.1 413"), resp[:200])
+            self.assertIn('"error":"body_too_large"', resp)
         self.assert_still_serving()
 
     def test_oversized_headers_get_431(self):

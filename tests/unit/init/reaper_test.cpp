@@ -41,12 +41,26 @@ TEST_CASE("each owner gets its own child's exit code; the rest are reaped too", 
   CHECK(waitpid(-1, nullptr, WNOHANG) == -1);  // ECHILD: no zombie left
 }
 
-TEST_CASE("an owner that registers after the exit still gets the code", "[reaper]") {
+TEST_CASE("a child cloned off the loop: registering with a ticket still gets the code", "[reaper]") {
   Reaper r;
+  auto t = r.ticket();
   pid_t p = spawn_exit(7);
   wait_zombie(p);
-  CHECK(r.reap() == 1);
+  CHECK(r.reap() == 1);  // reaped before its owner registered
   int got = -1;
-  r.watch(p, [&](int c) { got = c; });
+  r.watch(p, [&](int c) { got = c; }, t);
   CHECK(got == 7);
+}
+
+TEST_CASE("an exit reaped before the ticket is never handed to a new owner of that pid", "[reaper]") {
+  Reaper r;
+  pid_t p = spawn_exit(9);
+  wait_zombie(p);
+  CHECK(r.reap() == 1);  // an orphan, say, whose number is reused later
+  auto t = r.ticket();
+  int got = -1;
+  r.watch(p, [&](int c) { got = c; }, t);
+  CHECK(got == -1);  // waits for its own exit instead
+  r.watch(p, [&](int c) { got = c; });  // same without a ticket
+  CHECK(got == -1);
 }
