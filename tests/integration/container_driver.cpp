@@ -5,6 +5,8 @@
 //   {"op":"start","name":N,"rootfs":DIR,"limits":{...},"no_new_privs":B}
 //   {"op":"exec","argv":[...],"env":[...],"cwd":"/","uid":0,"gid":0,"stdin":"...","tty":B}
 //   {"op":"spawn","argv":[...]}          start without waiting (stdio /dev/null)
+//   {"op":"exec",...,"tty":true,"rows":R,"cols":C,"stdin":"..."}   through a PTY: "stdout" is the terminal
+//   {"op":"time_host","argv":[...],"n":N}   baseline: fork+exec+wait of a host command N times, µs each
 //   {"op":"procs"}  {"op":"bounce","grace_ms":N}  {"op":"stop","grace_ms":N}  {"op":"quit"}
 #include <fcntl.h>
 #include <poll.h>
@@ -92,10 +94,30 @@ void drain(int out, int err, std::string& o, std::string& e) {
 json do_exec(ctr::Container& c, bp::init::Reaper& reaper, const json& cmd, bool wait) {
   ctr::EnterSpec spec;
   spec.argv = cmd.at("argv").get<std::vector<std::string>>();
-  spec.env = cmd.contains("env") ? cmd["env"].get<std::vector<std::string>>() : ctr::default_env(false);
+  spec.env = cmd.contains("env") ? cmd["env"].get<std::vector<std::string>>()
+                                 : ctr::default_env(cmd.value("tty", false));
   spec.cwd = cmd.value("cwd", "/");
   spec.uid = cmd.value("uid", 0u);
   spec.gid = cmd.value("gid", 0u);
+  if (cmd.value("tty", false)) {
+    spec.tty = true;
+    spec.rows = cmd.value("rows", 24);
+    spec.cols = cmd.value("cols", 80);
+    auto p = c.enter(spec);
+    if (!p) return {{"ok", false}, {"error", p.error().what}, {"errno", p.error().code}};
+    std::string input = cmd.value("stdin", "");
+    if (!input.empty()) (void)bp::write_all(p->pty_master.get(), input);
+    std::string o;
+    char buf[65536];
+    for (;;) {  // EIO once the last holder of the terminal's other side is gone
+      ssize_t n = ::read(p->pty_master.get(), buf, sizeof buf);
+      if (n > 0) o.append(buf, static_cast<std::size_t>(n));
+      else if (n < 0 && errno == EINTR) continue;
+      else break;
+    }
+    int code = wait_exit(reaper, p->pid);
+    return {{"ok", true}, {"code", code}, {"stdout", o}, {"pid", p->pid}};
+  }
   if (!wait) {
     auto p = c.enter(spec);
     if (!p) return {{"ok", false}, {"error", p.error().what}};
@@ -167,6 +189,28 @@ int main(int argc, char** argv) {
                 : json{{"ok", false}, {"error", s.error().what}};
       } else if (op == "exec" || op == "spawn") {
         out = do_exec(*c, reaper, cmd, op == "exec");
+      } else if (op == "time_host") {
+        auto argv_s = cmd.at("argv").get<std::vector<std::string>>();
+        std::vector<char*> args;
+        for (auto& a : argv_s) args.push_back(a.data());
+        args.push_back(nullptr);
+        std::vector<long> us;
+        int n = cmd.value("n", 100);
+        for (int i = 0; i < n; ++i) {
+          auto t0 = Clock::now();
+          pid_t pid = ::fork();
+          if (pid == 0) {
+            int null = ::open("/dev/null", O_RDWR);
+            ::dup2(null, 0);
+            ::dup2(null, 1);
+            ::execvp(args[0], args.data());
+            ::_exit(127);
+          }
+          int code = wait_exit(reaper, pid);
+          if (code != 0) throw std::runtime_error("time_host: " + argv_s[0] + " exited " + std::to_string(code));
+          us.push_back(std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - t0).count());
+        }
+        out = {{"ok", true}, {"us", us}};
       } else if (op == "procs") {
         auto text = bp::read_file(c->cgroup_path() + "/cgroup.procs");
         std::vector<long> pids;

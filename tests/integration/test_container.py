@@ -165,6 +165,15 @@ class ContainerTest(unittest.TestCase):
         self.assertFalse(r["ok"])
         self.assertIn("chdir", r["error"])
 
+    def test_exec_with_a_pty_sized_before_start(self):
+        r = self.d.call(op="exec", argv=["sh", "-c", "tty; stty size; echo $TERM; read x; echo got=$x; exit 3"],
+                        tty=True, rows=33, cols=101, stdin="abc\n")
+        self.assertTrue(r["ok"], r)
+        self.assertEqual(r["code"], 3)
+        lines = r["stdout"].replace("\r", "").splitlines()
+        # The terminal is the container's own devpts; the input is echoed, as a terminal does.
+        self.assertEqual(lines, ["abc", "/dev/pts/0", "33 101", "xterm-256color", "got=abc"])
+
     def test_capabilities_seccomp_and_privileges(self):
         r = self.d.sh("grep -E '^(CapEff|CapBnd|CapPrm|NoNewPrivs|Seccomp):' /proc/self/status")
         st = dict(l.split(":\t") for l in r["stdout"].splitlines())
