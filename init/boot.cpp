@@ -32,6 +32,7 @@
 #include "init/cmdline.hpp"
 #include "init/config.hpp"
 #include "init/console.hpp"
+#include "init/container/cgroup.hpp"
 #include "init/modules.hpp"
 #include "init/mounts.hpp"
 #include "init/reaper.hpp"
@@ -102,7 +103,7 @@ class Pid1 {
   Status step_network();
   Status step_api();
   Status step_host_namespaces();
-  Status step_host_cgroup_probe();
+  Status step_cgroup_parent();
   Status step_host_state();
   Status step_host_endpoint();
 
@@ -128,6 +129,7 @@ class Pid1 {
   std::uint64_t nofile_ = 1024;
 
   // Components, in start order; stopped in reverse by stop_components().
+  std::unique_ptr<container::CgroupParent> cgroup_parent_;  // where sprites' cgroups go
   agent::Registry registry_;
   std::unique_ptr<api::Router> router_;
   std::unique_ptr<api::Server> server_;
@@ -144,6 +146,7 @@ constexpr Pid1::Step kVmSteps[] = {
     {"mount_filesystems", true, &Pid1::step_mount_filesystems},
     {"load_config", true, &Pid1::step_load_config},
     {"mount_cgroup2", true, &Pid1::step_mount_cgroup2},
+    {"cgroup", true, &Pid1::step_cgroup_parent},
     {"load_modules", false, &Pid1::step_load_modules},
     {"hostname", false, &Pid1::step_hostname},
     {"network", false, &Pid1::step_network},
@@ -152,12 +155,11 @@ constexpr Pid1::Step kVmSteps[] = {
 constexpr Pid1::Step kHostSteps[] = {
     {"namespaces", true, &Pid1::step_host_namespaces},
     {"load_config", true, &Pid1::step_load_config},
-    {"cgroup_probe", false, &Pid1::step_host_cgroup_probe},
     {"state_dir", true, &Pid1::step_host_state},
+    {"cgroup", true, &Pid1::step_cgroup_parent},
     {"api", true, &Pid1::step_api},
     {"endpoint", true, &Pid1::step_host_endpoint},
 };
-
 
 Status Pid1::step_mount_filesystems() {
   if (auto s = mount_api_filesystems(log_); !s) return s;
@@ -279,21 +281,34 @@ Status Pid1::step_api() {
 
 Status Pid1::step_host_namespaces() { return private_mounts_and_proc(); }
 
-Status Pid1::step_host_cgroup_probe() {
-  auto mountinfo = read_file("/proc/self/mountinfo");
-  if (!mountinfo) return std::move(mountinfo.error());
-  std::string path = find_cgroup2_mount(*mountinfo);
-  if (path.empty()) {
-    log_.warn("no cgroup2 hierarchy is mounted on this host: memory, pids and cpu limits cannot be applied");
-    return {};
+Status Pid1::step_cgroup_parent() {
+  // Host mode: a name of its own per state directory, so two runtimes on one host never
+  // share a subtree, and a restart after a crash finds (and empties) its leftovers.
+  std::string name = "ballpoint";
+  std::string mount_dir = "/run/ballpoint-cgroup";
+  if (!vm_) {
+    std::uint64_t h = 1469598103934665603ull;  // FNV-1a: stable across builds
+    for (unsigned char c : args_.state_dir) h = (h ^ c) * 1099511628211ull;
+    char hex[17];
+    std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(h));
+    name += "-" + std::string(hex, 12);
+    mount_dir = args_.state_dir + "/cgroup-mount";  // mounted in our own mount namespace only
   }
-  auto c = cgroup_controllers(path);
-  if (!c) return std::move(c.error()).wrap("cgroup2 at " + path);
-  if (c->empty())
-    log_.warn("the host's cgroup2 hierarchy offers no controllers: memory, pids and cpu limits cannot be applied",
-              {{"path", path}});
-  else
-    log_.info("host cgroup2 controllers", {{"path", path}, {"controllers", *c}});
+  auto parent = container::prepare_cgroup_parent(mount_dir, name);
+  if (!parent) return std::move(parent.error());
+  for (const auto& r : parent->refused) log_.warn("cgroup controller not enabled", {{"err", r}});
+  std::string missing;
+  for (const char* c : {"memory", "pids", "cpu"})
+    if ((" " + parent->controllers + " ").find(std::string(" ") + c + " ") == std::string::npos)
+      missing += missing.empty() ? c : std::string(", ") + c;
+  if (!missing.empty())
+    log_.warn("this cgroup2 hierarchy lacks controllers: sprite limits on them cannot be applied here",
+              {{"missing", missing}, {"cgroup", parent->dir.path()}});
+  log_.info("cgroup for sprites", {{"cgroup", parent->dir.path()}, {"controllers", parent->controllers}});
+  cgroup_parent_ = std::make_unique<container::CgroupParent>(std::move(*parent));
+  stops_.emplace_back("cgroup", [this] {
+    if (auto s = cgroup_parent_->dir.remove(); !s) log_.warn("cgroup removal failed", {{"err", s.error().what}});
+  });
   return {};
 }
 

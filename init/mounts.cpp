@@ -49,30 +49,6 @@ Status mount_api_filesystems(const Logger& log) {
   return {};
 }
 
-std::string find_cgroup2_mount(std::string_view mountinfo) {
-  std::istringstream in{std::string(mountinfo)};
-  std::string line;
-  while (std::getline(in, line)) {
-    // "ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTS [OPTIONAL...] - FSTYPE SOURCE SUPEROPTS"
-    std::istringstream f(line);
-    std::string id, parent, dev, root, mountpoint, w;
-    if (!(f >> id >> parent >> dev >> root >> mountpoint)) continue;
-    while (f >> w && w != "-") {
-    }
-    std::string fstype;
-    if (f >> fstype && fstype == "cgroup2") return mountpoint;
-  }
-  return {};
-}
-
-Result<std::string> cgroup_controllers(const std::string& dir) {
-  auto c = read_file(dir + "/cgroup.controllers");
-  if (!c) return std::move(c.error());
-  std::string s = *c;
-  while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
-  return s;
-}
-
 Result<std::string> mount_cgroup2(const std::string& path, std::vector<std::string>* refused) {
   if (::mkdir(path.c_str(), 0755) != 0 && errno != EEXIST) return sys_error("mkdir(" + path + ")");
   if (::mount("cgroup2", path.c_str(), "cgroup2", MS_NOSUID | MS_NODEV | MS_NOEXEC, "nsdelegate") != 0 &&

@@ -23,10 +23,5 @@ Result<std::string> mount_cgroup2(const std::string& path, std::vector<std::stri
 // namespace.
 Status private_mounts_and_proc();
 
-// Where a cgroup2 hierarchy is mounted, from mountinfo text; "" when none is.
-std::string find_cgroup2_mount(std::string_view mountinfo);
-
-// The controllers a cgroup2 directory offers to its children ("" if none).
-Result<std::string> cgroup_controllers(const std::string& dir);
 
 }  // namespace bp::init

@@ -3,6 +3,7 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -192,6 +193,47 @@ Result<std::string> enable_subtree_controllers(const std::string& dir, std::vect
   std::string e = *enabled;
   while (!e.empty() && e.back() == '\n') e.pop_back();
   return e;
+}
+
+Result<CgroupParent> prepare_cgroup_parent(const std::string& mount_dir, const std::string& name) {
+  auto mountinfo = read_file("/proc/self/mountinfo");
+  if (!mountinfo) return std::move(mountinfo.error());
+  std::string root = find_cgroup2_mount(*mountinfo);
+  if (root.empty()) {
+    if (::mkdir(mount_dir.c_str(), 0700) != 0 && errno != EEXIST) return sys_error("mkdir(" + mount_dir + ")");
+    if (::mount("tmpfs", mount_dir.c_str(), "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=64k,mode=700") != 0)
+      return sys_error("mount(tmpfs, " + mount_dir + ")");
+    root = mount_dir + "/cgroup2";
+    if (::mkdir(root.c_str(), 0755) != 0 && errno != EEXIST) return sys_error("mkdir(" + root + ")");
+    if (::mount("cgroup2", root.c_str(), "cgroup2", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr) != 0)
+      return sys_error("mount(cgroup2, " + root + ")");
+  }
+  CgroupParent p;
+  auto on_root = enable_subtree_controllers(root, &p.refused);
+  if (!on_root) return std::move(on_root.error());
+  auto dir = CgroupDir::create(root + "/" + name);
+  if (!dir) return std::move(dir.error());
+  p.dir = std::move(*dir);
+  auto enabled = enable_subtree_controllers(p.dir.path(), &p.refused);
+  if (!enabled) return std::move(enabled.error());
+  p.controllers = std::move(*enabled);
+  return p;
+}
+
+std::string find_cgroup2_mount(std::string_view mountinfo) {
+  std::istringstream in{std::string(mountinfo)};
+  std::string line;
+  while (std::getline(in, line)) {
+    // "ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTS [OPTIONAL...] - FSTYPE SOURCE SUPEROPTS"
+    std::istringstream f(line);
+    std::string id, parent, dev, root, mountpoint, w;
+    if (!(f >> id >> parent >> dev >> root >> mountpoint)) continue;
+    while (f >> w && w != "-") {
+    }
+    std::string fstype;
+    if (f >> fstype && fstype == "cgroup2") return mountpoint;
+  }
+  return {};
 }
 
 }  // namespace bp::container

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "common/fd.hpp"
@@ -62,5 +63,21 @@ class CgroupDir {
 // (space-separated, as cgroup.subtree_control shows it). Controllers the kernel refuses
 // are skipped and, with their error, added to *refused.
 Result<std::string> enable_subtree_controllers(const std::string& dir, std::vector<std::string>* refused = nullptr);
+
+// Where a cgroup2 hierarchy is mounted, from mountinfo text; "" when none is.
+std::string find_cgroup2_mount(std::string_view mountinfo);
+
+// Where containers' cgroups go: a directory directly under the cgroup2 root (the
+// root is exempt from the no-internal-processes rule, so controllers can be enabled
+// for it whatever cgroup we run in). When no cgroup2 hierarchy is mounted (a host
+// whose controllers sit on cgroup v1), one is mounted on a tmpfs at mount_dir: the
+// caller must be in a mount namespace of its own. A leftover of a crashed run with
+// the same name is emptied and reused.
+struct CgroupParent {
+  CgroupDir dir;
+  std::string controllers;  // enabled for the containers' cgroups
+  std::vector<std::string> refused;
+};
+Result<CgroupParent> prepare_cgroup_parent(const std::string& mount_dir, const std::string& name);
 
 }  // namespace bp::container

@@ -26,7 +26,6 @@
 
 #include "common/sys.hpp"
 #include "init/container/container.hpp"
-#include "init/mounts.hpp"
 #include "init/reaper.hpp"
 
 using nlohmann::json;
@@ -35,26 +34,10 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 
-bp::Result<std::string> cgroup_root() {
+bp::Result<ctr::CgroupParent> cgroup_parent() {
   if (::unshare(CLONE_NEWNS) != 0) return bp::sys_error("unshare(CLONE_NEWNS)");
   if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) return bp::sys_error("mount(/, private)");
-  auto mi = bp::read_file("/proc/self/mountinfo");
-  if (!mi) return std::move(mi.error());
-  std::string root = bp::init::find_cgroup2_mount(*mi);
-  if (root.empty()) {
-    // A host whose controllers sit on cgroup v1: mount the (controller-less) v2
-    // hierarchy in our own mount namespace; it still has cgroup.kill and freeze.
-    root = "/run/bp-driver-cgroup";
-    ::mkdir(root.c_str(), 0755);
-    if (::mount("tmpfs", root.c_str(), "tmpfs", 0, "size=1m") != 0) return bp::sys_error("mount(tmpfs)");
-    root += "/cg";
-    ::mkdir(root.c_str(), 0755);
-    if (::mount("cgroup2", root.c_str(), "cgroup2", 0, nullptr) != 0) return bp::sys_error("mount(cgroup2)");
-  }
-  std::string parent = root + "/bp-driver-" + std::to_string(::getpid());
-  if (::mkdir(parent.c_str(), 0755) != 0 && errno != EEXIST) return bp::sys_error("mkdir(" + parent + ")");
-  (void)ctr::enable_subtree_controllers(parent);
-  return parent;
+  return ctr::prepare_cgroup_parent("/run/bp-driver-cgroup", "bp-driver-" + std::to_string(::getpid()));
 }
 
 int wait_exit(bp::init::Reaper& reaper, pid_t pid) {
@@ -161,7 +144,7 @@ ctr::Limits parse_limits(const json& j) {
 int main(int argc, char** argv) {
   // Container::start re-executes this binary as the container's init.
   if (argc > 1 && std::string(argv[1]) == "--container-init") return ctr::container_init_main(argc, argv);
-  auto parent = cgroup_root();
+  auto parent = cgroup_parent();
   if (!parent) {
     std::cout << json{{"ok", false}, {"error", parent.error().what}}.dump() << std::endl;
     return 1;
@@ -179,7 +162,7 @@ int main(int argc, char** argv) {
         ctr::ContainerConfig cfg;
         cfg.name = cmd.at("name");
         cfg.rootfs = cmd.at("rootfs");
-        cfg.cgroup_parent = *parent;
+        cfg.cgroup_parent = parent->dir.path();
         cfg.limits = parse_limits(cmd.value("limits", json::object()));
         cfg.no_new_privs = cmd.value("no_new_privs", false);
         c = std::make_unique<ctr::Container>(cfg);
@@ -239,6 +222,6 @@ int main(int argc, char** argv) {
   }
   if (c) (void)c->stop(1000);
   reaper.reap();
-  ::rmdir(parent->c_str());
+  (void)parent->dir.remove();
   return 0;
 }

@@ -62,6 +62,17 @@ def zombies_of(ppid):
     return out
 
 
+def cgroup2_dirs():
+    """Every directory of the host's cgroup2 hierarchy, if one is mounted."""
+    with open("/proc/self/mountinfo") as f:
+        roots = [l.split(" - ")[0].split()[4] for l in f if " - cgroup2 " in l]
+    out = []
+    for root in roots[:1]:
+        for d, _, _ in os.walk(root):
+            out.append(d)
+    return sorted(out)
+
+
 def mountinfo():
     with open("/proc/self/mountinfo") as f:
         return sorted(" ".join(l.split()[3:5]) for l in f)

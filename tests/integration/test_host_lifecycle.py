@@ -15,6 +15,7 @@ class HostLifecycle(unittest.TestCase):
 
     def test_ready_api_and_clean_stop(self):
         mounts_before = harness.mountinfo()
+        cgroups_before = harness.cgroup2_dirs()
         rt = Runtime()
         try:
             ep = rt.wait_ready()
@@ -49,6 +50,7 @@ class HostLifecycle(unittest.TestCase):
             self.assertFalse(os.path.exists(os.path.join(rt.state, "endpoint.json")))
             self.assertIsNone(harness.proc_stat(pid1))
             self.assertEqual(harness.mountinfo(), mounts_before)
+            self.assertEqual(harness.cgroup2_dirs(), cgroups_before)
             self.assertIn('"msg":"exiting","code":0', rt.console())
         finally:
             rt.kill()
