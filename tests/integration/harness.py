@@ -173,4 +173,4 @@ class Runtime:
 
 
 def main():
-    unittest.main(argv=[sys.argv[0], "-v"], exit=True)
+    unittest.main(argv=[sys.argv[0], "-v"] + sys.argv[1:], exit=True)
