@@ -4,6 +4,7 @@
 namespace bp::agent {
 
 std::vector<SpriteRecord> Registry::list() const {
+  std::lock_guard lk(mu_);
   std::vector<SpriteRecord> out;
   out.reserve(sprites_.size());
   for (const auto& [_, rec] : sprites_) out.push_back(rec);
@@ -11,16 +12,31 @@ std::vector<SpriteRecord> Registry::list() const {
 }
 
 std::optional<SpriteRecord> Registry::get(const std::string& name) const {
+  std::lock_guard lk(mu_);
   auto it = sprites_.find(name);
   if (it == sprites_.end()) return std::nullopt;
   return it->second;
 }
 
 bool Registry::add(SpriteRecord rec) {
+  std::lock_guard lk(mu_);
   std::string name = rec.name;
   return sprites_.emplace(std::move(name), std::move(rec)).second;
 }
 
-bool Registry::remove(const std::string& name) { return sprites_.erase(name) > 0; }
+bool Registry::remove(const std::string& name) {
+  std::lock_guard lk(mu_);
+  return sprites_.erase(name) > 0;
+}
+
+void Registry::set_status(const std::string& name, const std::string& status) {
+  std::lock_guard lk(mu_);
+  if (auto it = sprites_.find(name); it != sprites_.end()) it->second.status = status;
+}
+
+std::size_t Registry::size() const {
+  std::lock_guard lk(mu_);
+  return sprites_.size();
+}
 
 }  // namespace bp::agent

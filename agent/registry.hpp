@@ -1,15 +1,17 @@
-// agent/registry.hpp — the sprites this ballpoint hosts, by name (one in VM mode).
+// agent/registry.hpp — the sprites this ballpoint hosts, by name: their public records.
 #pragma once
 
 #include <map>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
 
+#include "common/result.hpp"
+
 namespace bp::agent {
 
-// What the API reports about a sprite. The Sprite object that owns a container,
-// volume and sessions arrives with those components; this is its public record.
+// What the API reports about a sprite.
 struct SpriteRecord {
   std::string id;    // UUID
   std::string name;  // DNS label
@@ -18,6 +20,8 @@ struct SpriteRecord {
   std::string updated_at;
 };
 
+// Thread-safe: the API reads it on the event loop while sprites are made and removed
+// on a blocking pool.
 class Registry {
  public:
   std::vector<SpriteRecord> list() const;
@@ -25,9 +29,23 @@ class Registry {
   // False when the name is taken.
   bool add(SpriteRecord rec);
   bool remove(const std::string& name);
+  void set_status(const std::string& name, const std::string& status);
+  std::size_t size() const;
 
  private:
+  mutable std::mutex mu_;
   std::map<std::string, SpriteRecord> sprites_;
+};
+
+// Creating and destroying sprites: blocking work, run off the event loop.
+class SpriteControl {
+ public:
+  virtual ~SpriteControl() = default;
+  // Errors: EEXIST (name taken), EINVAL (bad name), EAGAIN (limit reached),
+  // EUNATCH (no base image configured), anything else: the machine failed.
+  virtual Result<SpriteRecord> create(const std::string& name) = 0;
+  // ENOENT when there is no such sprite.
+  virtual Status destroy(const std::string& name) = 0;
 };
 
 }  // namespace bp::agent

@@ -6,6 +6,8 @@
 #include "api/errors.hpp"
 #include "api/sprite_json.hpp"
 
+#include <nlohmann/json.hpp>
+
 namespace bp::api {
 
 namespace {
@@ -15,6 +17,15 @@ int hex_val(char c) {
   if (c >= 'a' && c <= 'f') return c - 'a' + 10;
   if (c >= 'A' && c <= 'F') return c - 'A' + 10;
   return -1;
+}
+
+// The name in a create request: {"name": "..."}; other fields are accepted and ignored.
+Result<std::string> create_request_name(const std::string& body) {
+  auto j = nlohmann::json::parse(body, nullptr, false);
+  if (j.is_discarded() || !j.is_object()) return make_error("request body must be a JSON object");
+  auto it = j.find("name");
+  if (it == j.end() || !it->is_string()) return make_error("\"name\" (a string) is required");
+  return it->get<std::string>();
 }
 
 Response method_not_allowed(std::string_view allow) {
@@ -63,52 +74,98 @@ bool valid_sprite_name(std::string_view name) {
   return true;
 }
 
-Router::Router(RouterConfig cfg, const agent::Registry& registry)
-    : cfg_(std::move(cfg)), registry_(registry) {}
+Router::Router(RouterConfig cfg, const agent::Registry& registry, agent::SpriteControl* control)
+    : cfg_(std::move(cfg)), registry_(registry), control_(control) {}
 
 Response Router::handle(const Request& req) const {
+  Routed r = route(req);
+  return r.blocking ? r.blocking() : std::move(r.response);
+}
+
+Routed Router::route(const Request& req) const {
   // Authentication comes before anything else can be learned or changed (API.md 1.2).
   if (!authorized(req.authorization, cfg_.token))
-    return json_error(401, "unauthorized", "missing or invalid token");
+    return {json_error(401, "unauthorized", "missing or invalid token")};
 
   auto seg = split_path(req.target);
-  if (!seg) return json_error(400, "bad_request", "malformed request path");
+  if (!seg) return {json_error(400, "bad_request", "malformed request path")};
   const auto& s = *seg;
   if (s.size() >= 2 && s[0] == "v1" && s[1] == "sprites") {
     if (s.size() == 2) return sprites_collection(req);
     return sprite_item(req, s);
   }
-  return json_error(404, "not_found", "no such endpoint");
+  return {json_error(404, "not_found", "no such endpoint")};
 }
 
-Response Router::sprites_collection(const Request& req) const {
+namespace {
+
+// A SpriteControl failure as the API reports it (API.md 3.2, 3.6, 3.12).
+Response control_error(const Error& e) {
+  switch (e.code) {
+    case EEXIST: return json_error(409, "sprite_exists", e.what);
+    case EINVAL: return json_error(400, "invalid_name", e.what);
+    case ENOENT: return json_error(404, "not_found", e.what);
+    case EBUSY: return json_error(409, "sprite_busy", e.what);
+    case EAGAIN: return json_error(429, "concurrent_sprite_limit_exceeded", e.what);
+    case EUNATCH: return json_error(503, "no_base_image", e.what);
+    default: return json_error(500, "internal_error", e.what);
+  }
+}
+
+}  // namespace
+
+Routed Router::sprites_collection(const Request& req) const {
   if (req.method == "GET" || req.method == "HEAD") {
     Response r;
-    r.body = sprite_list_json(registry_.list(), cfg_.org);
-    return r;
+    r.body = sprite_list_json(registry_.list(), cfg_.org, cfg_.base_url);
+    return {r};
   }
-  if (req.method == "POST")
-    return json_error(501, "not_supported",
-                      "this ballpoint build cannot create sprites yet: the inner container is not part of it");
-  return method_not_allowed("GET, HEAD, POST");
+  if (req.method == "POST") {
+    if (!control_)
+      return {json_error(501, "not_supported", "this ballpoint instance cannot create sprites")};
+    auto name = create_request_name(req.body);
+    if (!name) return {json_error(400, "bad_request", name.error().what)};
+    if (!valid_sprite_name(*name))
+      return {json_error(400, "invalid_name",
+                         "sprite names are 1-63 characters of a-z, 0-9 and '-', not starting or ending with '-'")};
+    if (registry_.get(*name)) return {json_error(409, "sprite_exists", "sprite '" + *name + "' already exists")};
+    return {{}, [this, n = *name]() -> Response {
+              auto rec = control_->create(n);
+              if (!rec) return control_error(rec.error());
+              Response r;
+              r.status = 201;
+              r.body = sprite_json(*rec, cfg_.org, cfg_.base_url);
+              return r;
+            }};
+  }
+  return {method_not_allowed("GET, HEAD, POST")};
 }
 
-Response Router::sprite_item(const Request& req, const std::vector<std::string>& s) const {
+Routed Router::sprite_item(const Request& req, const std::vector<std::string>& s) const {
   const std::string& name = s[2];
   if (!valid_sprite_name(name))
-    return json_error(400, "invalid_name",
-                      "sprite names are 1-63 characters of a-z, 0-9 and '-', not starting or ending with '-'");
+    return {json_error(400, "invalid_name",
+                       "sprite names are 1-63 characters of a-z, 0-9 and '-', not starting or ending with '-'")};
   auto rec = registry_.get(name);
-  if (!rec) return json_error(404, "not_found", "sprite '" + name + "' not found");
+  if (!rec) return {json_error(404, "not_found", "sprite '" + name + "' not found")};
   if (s.size() == 3) {
     if (req.method == "GET" || req.method == "HEAD") {
       Response r;
-      r.body = sprite_json(*rec, cfg_.org);
-      return r;
+      r.body = sprite_json(*rec, cfg_.org, cfg_.base_url);
+      return {r};
     }
-    return method_not_allowed("GET, HEAD");
+    if (req.method == "DELETE") {
+      if (!control_) return {json_error(501, "not_supported", "this ballpoint instance cannot destroy sprites")};
+      return {{}, [this, name]() -> Response {
+                if (auto st = control_->destroy(name); !st) return control_error(st.error());
+                Response r;
+                r.status = 204;
+                return r;
+              }};
+    }
+    return {method_not_allowed("GET, HEAD, DELETE")};
   }
-  return json_error(404, "not_found", "no such endpoint");
+  return {json_error(404, "not_found", "no such endpoint")};
 }
 
 }  // namespace bp::api

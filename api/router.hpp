@@ -1,6 +1,7 @@
 // api/router.hpp — maps a Request to a Response: auth, path decoding, the routes of each API area.
 #pragma once
 
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -10,6 +11,7 @@
 
 namespace bp::agent {
 class Registry;
+class SpriteControl;
 }
 
 namespace bp::api {
@@ -17,7 +19,15 @@ namespace bp::api {
 struct RouterConfig {
   std::string token;
   std::string org = "local";
-  std::string version;  // Sprite-Version
+  std::string version;   // Sprite-Version
+  std::string base_url;  // this server's URL, reported as a sprite's url
+};
+
+// What routing decided: a response now, or blocking work (creating or destroying a
+// sprite) that the server runs on its blocking pool and whose result is the response.
+struct Routed {
+  Response response;
+  std::function<Response()> blocking;
 };
 
 // Splits the path part of a target on '/' and percent-decodes each segment
@@ -29,16 +39,22 @@ bool valid_sprite_name(std::string_view name);
 
 class Router {
  public:
-  Router(RouterConfig cfg, const agent::Registry& registry);
+  // control may be null: then sprites cannot be created or destroyed here (501).
+  Router(RouterConfig cfg, const agent::Registry& registry, agent::SpriteControl* control);
+  Routed route(const Request& req) const;
+  // route(), running blocking work inline (tests and tools).
   Response handle(const Request& req) const;
   const RouterConfig& config() const { return cfg_; }
+  // Known only once the server has bound its port.
+  void set_base_url(std::string url) { cfg_.base_url = std::move(url); }
 
  private:
-  Response sprites_collection(const Request& req) const;
-  Response sprite_item(const Request& req, const std::vector<std::string>& seg) const;
+  Routed sprites_collection(const Request& req) const;
+  Routed sprite_item(const Request& req, const std::vector<std::string>& seg) const;
 
   RouterConfig cfg_;
   const agent::Registry& registry_;
+  agent::SpriteControl* control_;
 };
 
 }  // namespace bp::api

@@ -18,6 +18,7 @@
 #include "api/errors.hpp"
 #include "common/log.hpp"
 #include "common/log_exit.hpp"
+#include "common/offload.hpp"
 
 namespace bp::api {
 
@@ -30,8 +31,8 @@ using asio::use_awaitable;
 constexpr auto tuple_awaitable = asio::as_tuple(use_awaitable);
 
 struct Server::Impl {
-  Impl(asio::io_context& io, ServerConfig cfg, const Router& router)
-      : io_(io), cfg_(std::move(cfg)), router_(router), acceptor_(io) {}
+  Impl(asio::io_context& io, ServerConfig cfg, const Router& router, asio::thread_pool& blocking)
+      : io_(io), cfg_(std::move(cfg)), router_(router), blocking_(blocking), acceptor_(io) {}
 
   awaitable<void> accept_loop();
   awaitable<void> session(tcp::socket sock);
@@ -41,14 +42,15 @@ struct Server::Impl {
   asio::io_context& io_;
   ServerConfig cfg_;
   const Router& router_;
+  asio::thread_pool& blocking_;
   tcp::acceptor acceptor_;
   std::list<beast::tcp_stream*> live_;  // every open connection, so stop() can close them
   bool stopped_ = false;
   Logger log_{"api.server"};
 };
 
-Server::Server(asio::io_context& io, ServerConfig cfg, const Router& router)
-    : impl_(std::make_unique<Impl>(io, std::move(cfg), router)) {}
+Server::Server(asio::io_context& io, ServerConfig cfg, const Router& router, asio::thread_pool& blocking)
+    : impl_(std::make_unique<Impl>(io, std::move(cfg), router, blocking)) {}
 
 Server::~Server() = default;
 
@@ -184,7 +186,16 @@ awaitable<void> Server::Impl::session(tcp::socket sock) {
     req.authorization = std::string(msg[http::field::authorization]);
     req.accept = std::string(msg[http::field::accept]);
     req.body = std::move(msg.body());
-    Response r = router_.handle(req);
+    Routed routed = router_.route(req);
+    Response r = std::move(routed.response);
+    if (routed.blocking) {
+      try {
+        r = co_await offload(blocking_, std::move(routed.blocking));
+      } catch (const std::exception& e) {
+        log_.error("request failed", {{"target", req.target}, {"err", e.what()}});
+        r = json_error(500, "internal_error", e.what());
+      }
+    }
     bool keep = msg.keep_alive();
     auto res = to_beast(r, msg.version(), keep, req.method == "HEAD");
     stream.expires_after(std::chrono::seconds(30));

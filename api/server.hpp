@@ -11,6 +11,7 @@
 
 namespace boost::asio {
 class io_context;
+class thread_pool;
 }
 
 namespace bp::api {
@@ -26,7 +27,8 @@ struct ServerConfig {
 
 class Server {
  public:
-  Server(boost::asio::io_context& io, ServerConfig cfg, const Router& router);
+  // Blocking work a route asks for (creating a sprite, say) runs on `blocking`.
+  Server(boost::asio::io_context& io, ServerConfig cfg, const Router& router, boost::asio::thread_pool& blocking);
   ~Server();
   Server(const Server&) = delete;
   Server& operator=(const Server&) = delete;

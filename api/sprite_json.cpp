@@ -9,27 +9,33 @@ using nlohmann::json;
 
 namespace {
 
-json sprite_object(const agent::SpriteRecord& rec, std::string_view org) {
+json sprite_object(const agent::SpriteRecord& rec, std::string_view org, std::string_view url) {
   return json{{"id", rec.id},
               {"name", rec.name},
               {"organization", org},
               {"status", rec.status},
+              {"url", url},
+              {"url_settings", {{"auth", "sprite"}}},
+              {"config", {{"region", "local"}}},
+              {"environment", json::object()},
               {"labels", json::array()},
+              {"primary_region", "local"},
               {"created_at", rec.created_at},
               {"updated_at", rec.updated_at}};
 }
 
 }  // namespace
 
-std::string sprite_json(const agent::SpriteRecord& rec, std::string_view org) {
-  return sprite_object(rec, org).dump(-1, ' ', false, json::error_handler_t::replace);
+std::string sprite_json(const agent::SpriteRecord& rec, std::string_view org, std::string_view url) {
+  return sprite_object(rec, org, url).dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
-std::string sprite_list_json(const std::vector<agent::SpriteRecord>& recs, std::string_view org) {
+std::string sprite_list_json(const std::vector<agent::SpriteRecord>& recs, std::string_view org,
+                             std::string_view url) {
   json list = json::array();
   int running = 0, warm = 0, cold = 0;
   for (const auto& r : recs) {
-    list.push_back(sprite_object(r, org));
+    list.push_back(sprite_object(r, org, url));
     if (r.status == "running") ++running;
     else if (r.status == "warm") ++warm;
     else ++cold;

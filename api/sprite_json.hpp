@@ -9,7 +9,8 @@
 
 namespace bp::api {
 
-std::string sprite_json(const agent::SpriteRecord& rec, std::string_view org);
-std::string sprite_list_json(const std::vector<agent::SpriteRecord>& recs, std::string_view org);
+std::string sprite_json(const agent::SpriteRecord& rec, std::string_view org, std::string_view url);
+std::string sprite_list_json(const std::vector<agent::SpriteRecord>& recs, std::string_view org,
+                             std::string_view url);
 
 }  // namespace bp::api

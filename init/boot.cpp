@@ -14,6 +14,7 @@
 #include <boost/asio/posix/stream_descriptor.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <boost/asio/thread_pool.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <algorithm>
 #include <chrono>
@@ -24,6 +25,7 @@
 #include <cstring>
 
 #include "agent/registry.hpp"
+#include "agent/sprites.hpp"
 #include "api/router.hpp"
 #include "api/server.hpp"
 #include "common/log.hpp"
@@ -104,6 +106,7 @@ class Pid1 {
   Status step_api();
   Status step_host_namespaces();
   Status step_cgroup_parent();
+  Status step_host_sprites();
   Status step_host_state();
   Status step_host_endpoint();
 
@@ -121,6 +124,8 @@ class Pid1 {
   const bool vm_;
   Logger log_{"init.boot"};
   asio::io_context io_{1};
+  // Blocking work (container start and stop, mounts) runs here, never on the loop.
+  asio::thread_pool blocking_{2};
   std::optional<asio::posix::stream_descriptor> sigfd_;
   std::optional<asio::steady_timer> watchdog_;
   Reaper reaper_;
@@ -131,6 +136,7 @@ class Pid1 {
   // Components, in start order; stopped in reverse by stop_components().
   std::unique_ptr<container::CgroupParent> cgroup_parent_;  // where sprites' cgroups go
   agent::Registry registry_;
+  std::unique_ptr<agent::SpriteManager> sprites_;
   std::unique_ptr<api::Router> router_;
   std::unique_ptr<api::Server> server_;
   std::vector<std::pair<const char*, std::function<void()>>> stops_;
@@ -157,6 +163,7 @@ constexpr Pid1::Step kHostSteps[] = {
     {"load_config", true, &Pid1::step_load_config},
     {"state_dir", true, &Pid1::step_host_state},
     {"cgroup", true, &Pid1::step_cgroup_parent},
+    {"sprites", true, &Pid1::step_host_sprites},
     {"api", true, &Pid1::step_api},
     {"endpoint", true, &Pid1::step_host_endpoint},
 };
@@ -264,16 +271,17 @@ Status Pid1::step_network() {
 }
 
 Status Pid1::step_api() {
-  api::RouterConfig rc{token_, cfg_.org, kVersion};
-  router_ = std::make_unique<api::Router>(rc, registry_);
+  api::RouterConfig rc{token_, cfg_.org, kVersion, ""};
+  router_ = std::make_unique<api::Router>(rc, registry_, sprites_.get());
   api::ServerConfig sc;
   sc.host = cfg_.api.listen.host;
   sc.port = cfg_.api.listen.port;
   // Connections must run out before descriptors do: PID 1 needs fds for everything else.
   sc.max_connections = std::min<std::uint64_t>(sc.max_connections, nofile_ / 2);
-  auto server = std::make_unique<api::Server>(io_, sc, *router_);
+  auto server = std::make_unique<api::Server>(io_, sc, *router_, blocking_);
   if (auto s = server->start(); !s) return s;
   server_ = std::move(server);
+  router_->set_base_url(url());
   stops_.emplace_back("api", [this] { server_->stop(); });
   log_.info("api listening", {{"url", url()}});
   return {};
@@ -309,6 +317,30 @@ Status Pid1::step_cgroup_parent() {
   stops_.emplace_back("cgroup", [this] {
     if (auto s = cgroup_parent_->dir.remove(); !s) log_.warn("cgroup removal failed", {{"err", s.error().what}});
   });
+  return {};
+}
+
+Status Pid1::step_host_sprites() {
+  agent::SpritesConfig sc;
+  sc.state_dir = args_.state_dir;
+  sc.base_image = cfg_.base_image;
+  sc.cgroup_parent = cgroup_parent_->dir.path();
+  sc.max_sprites = cfg_.max_sprites;
+  if (cfg_.limits.memory_max) sc.limits.memory_max = cfg_.limits.memory_max;
+  if (cfg_.limits.memory_swap_max) sc.limits.memory_swap_max = cfg_.limits.memory_swap_max;
+  if (cfg_.limits.pids_max) sc.limits.pids_max = cfg_.limits.pids_max;
+  if (!cfg_.limits.cpu_max.empty()) sc.limits.cpu_max = cfg_.limits.cpu_max;
+  if (!sc.base_image.empty() && ::access((sc.base_image + "/bin").c_str(), F_OK) != 0)
+    return make_error("base_image: " + sc.base_image + " is not a root directory (no bin/ in it)", ENOENT);
+  auto mgr = std::make_unique<agent::SpriteManager>(sc, registry_);
+  if (auto s = mgr->load(); !s) return s;
+  sprites_ = std::move(mgr);
+  stops_.emplace_back("sprites", [this] {
+    // Creates and deletes still running on the pool finish first (each is bounded).
+    blocking_.join();
+    sprites_->stop_all();
+  });
+  log_.info("sprites loaded", {{"count", registry_.size()}, {"base_image", sc.base_image}});
   return {};
 }
 

@@ -5,6 +5,7 @@
 
 #include <cctype>
 #include <charconv>
+#include <cstdio>
 #include <functional>
 #include <map>
 #include <nlohmann/json.hpp>
@@ -99,6 +100,15 @@ Status check_cidr(const std::string& s) {
 
 using Binder = std::function<Status(Config&, const json&)>;
 
+Binder uint_field(std::uint64_t Config::Limits::*m) {
+  return [m](Config& c, const json& v) -> Status {
+    auto n = as_uint(v, ~std::uint64_t{0});
+    if (!n) return std::move(n.error());
+    c.limits.*m = *n;
+    return {};
+  };
+}
+
 const std::map<std::string, Binder>& binders() {
   static const std::map<std::string, Binder> b = {
       {"hostname",
@@ -183,6 +193,36 @@ const std::map<std::string, Binder>& binders() {
          if (!s) return std::move(s.error());
          if (!s->empty() && !valid_ip(*s)) return make_error("'" + *s + "' is not an IP address");
          c.net.gateway = *s;
+         return {};
+       }},
+      {"base_image",
+       [](Config& c, const json& v) -> Status {
+         auto s = as_string(v);
+         if (!s) return std::move(s.error());
+         if (!s->empty() && s->front() != '/') return make_error("must be an absolute path");
+         c.base_image = *s;
+         return {};
+       }},
+      {"sprites.max",
+       [](Config& c, const json& v) -> Status {
+         auto n = as_uint(v, 10000);
+         if (!n) return std::move(n.error());
+         c.max_sprites = static_cast<std::uint32_t>(*n);
+         return {};
+       }},
+      {"limits.memory_max", uint_field(&Config::Limits::memory_max)},
+      {"limits.memory_swap_max", uint_field(&Config::Limits::memory_swap_max)},
+      {"limits.pids_max", uint_field(&Config::Limits::pids_max)},
+      {"limits.cpu_max",
+       [](Config& c, const json& v) -> Status {
+         auto s = as_string(v);
+         if (!s) return std::move(s.error());
+         unsigned long long quota = 0, period = 0;
+         char extra = 0;
+         bool ok = s->empty() || std::sscanf(s->c_str(), "%llu %llu%c", &quota, &period, &extra) == 2 ||
+                   std::sscanf(s->c_str(), "max %llu%c", &period, &extra) == 1;
+         if (!ok) return make_error("must be \"QUOTA PERIOD\" or \"max PERIOD\" in microseconds");
+         c.limits.cpu_max = *s;
          return {};
        }},
       {"log.level",

@@ -31,6 +31,14 @@ struct Config {
     std::string address;    // CIDR, e.g. "10.0.2.15/24"
     std::string gateway;    // e.g. "10.0.2.2"
   } net;
+  std::string base_image;        // host mode: root directory new sprites start from
+  std::uint32_t max_sprites = 16;
+  struct Limits {                // every sprite's container
+    std::uint64_t memory_max = 0;       // bytes; 0: none
+    std::uint64_t memory_swap_max = 0;  // bytes; 0: none
+    std::uint64_t pids_max = 0;         // 0: none
+    std::string cpu_max;                // "QUOTA PERIOD" µs; "": none
+  } limits;
   Level log_level = Level::info;
   std::uint32_t shutdown_timeout_ms = 10000;  // bound on each component's stop
 };

@@ -62,15 +62,19 @@ def zombies_of(ppid):
     return out
 
 
-def cgroup2_dirs():
-    """Every directory of the host's cgroup2 hierarchy, if one is mounted."""
+def cgroup2_root():
     with open("/proc/self/mountinfo") as f:
         roots = [l.split(" - ")[0].split()[4] for l in f if " - cgroup2 " in l]
-    out = []
-    for root in roots[:1]:
-        for d, _, _ in os.walk(root):
-            out.append(d)
-    return sorted(out)
+    return roots[0] if roots else None
+
+
+def runtime_cgroup(state_dir):
+    """The cgroup a host-mode runtime makes for its sprites: ballpoint-<FNV-1a of the state dir>."""
+    h = 1469598103934665603
+    for c in os.path.realpath(state_dir).encode():
+        h = ((h ^ c) * 1099511628211) % (1 << 64)
+    root = cgroup2_root()
+    return os.path.join(root, f"ballpoint-{h:016x}"[:len("ballpoint-") + 12]) if root else None
 
 
 def mountinfo():
@@ -81,9 +85,9 @@ def mountinfo():
 class Runtime:
     """One host-mode ballpoint: a launcher process and the PID 1 it re-executes."""
 
-    def __init__(self, listen="127.0.0.1:0", extra=()):
+    def __init__(self, listen="127.0.0.1:0", extra=(), state=None):
         self.dir = tempfile.mkdtemp(prefix="bp-it-")
-        self.state = os.path.join(self.dir, "state")
+        self.state = state or os.path.join(self.dir, "state")
         self.log_path = os.path.join(self.dir, "console.log")
         self.log = open(self.log_path, "wb")
         self.proc = subprocess.Popen([BIN, "--host", "--state", self.state, "--listen", listen, *extra],

@@ -46,6 +46,7 @@ MEMORY_MAX = 32 * 1024 * 1024
 CPU_MAX = "10000 100000"     # 10 ms per 100 ms period: a tenth of a CPU
 CPU_LOOP_S = 2
 EAGAIN = 11
+HOG = "x=a; i=0; while [ $i -lt 27 ]; do x=$x$x; i=$((i+1)); done"
 
 # Stage 1 gives / a mount of its own: pivot_root(2) fails with EINVAL while the
 # caller's root is the initramfs (rootfs has no parent mount), and setns(CLONE_NEWNS)
@@ -58,7 +59,7 @@ export PATH=/usr/sbin:/usr/bin:/sbin:/bin
 if [ "$1" != stage2 ]; then
   mkdir -p /newroot && mount --bind / /newroot && cd /newroot && mount --move . / &&
     exec chroot . /init stage2
-  echo "@@ fatal: cannot give / a mount of its own"
+  echo "@@ fatal cannot give / a mount of its own"
   poweroff -f
 fi
 mount -t proc proc /proc
@@ -69,15 +70,16 @@ dmesg -n 1   # kernel messages (the OOM report) would interleave with ours; dump
 mount -t cgroup2 cgroup2 /sys/fs/cgroup
 echo "@@ controllers $(cat /sys/fs/cgroup/cgroup.controllers)"
 echo "+pids +memory +cpu" > /sys/fs/cgroup/cgroup.subtree_control ||
-  echo "@@ fatal: cgroup.subtree_control"
+  echo "@@ fatal cannot enable pids memory cpu in cgroup.subtree_control"
 
 mkfifo /run/to-driver /run/from-driver
 DRIVER_PATH < /run/to-driver > /run/from-driver 2> /run/driver.log &
+driver=$!
 exec 3> /run/to-driver 4< /run/from-driver
 
 ask() {  # JSON: one command to the driver; its answer in $ans
   echo "$1" >&3
-  IFS= read -r ans <&4 || { ans=; echo "@@ fatal: the driver is gone"; }
+  IFS= read -r ans <&4 || { ans=; echo "@@ fatal the driver is gone (after $1)"; }
 }
 send() {  # TAG JSON: ask, and put the answer on the console
   ask "$2"
@@ -95,8 +97,10 @@ field() {  # NAME: a string or number field of $ans
 """
 
 INIT_TAIL = r"""
-ask '{"op":"quit"}'
-wait
+echo '{"op":"quit"}' >&3
+exec 3>&-
+wait $driver
+echo "@@ driver-exit $?"
 show log /run/driver.log
 dmesg | grep -E 'oom-kill|Killed process|Memory cgroup' | while IFS= read -r l; do
   echo "@@ kmsg $l"
@@ -110,11 +114,18 @@ def sh_send(tag, cmd):
     return f"send {tag} {shlex.quote(json.dumps(cmd, separators=(',', ':')))}"
 
 
+def cat(*files):
+    """exec of cat on files of the container's own cgroup (its cgroup namespace's root)."""
+    return {"op": "exec", "argv": ["cat"] + [f"/sys/fs/cgroup/{f}" for f in files]}
+
+
+def start(name, limits):
+    return {"op": "start", "name": name, "rootfs": ROOTFS, "limits": limits}
+
+
 def scenario():
     """The shell lines between INIT_HEAD and INIT_TAIL: one container per limit."""
-    cat = lambda *files: {"op": "exec", "argv": ["cat"] + [f"/sys/fs/cgroup/{f}" for f in files]}
-    start = lambda name, limits: {"op": "start", "name": name, "rootfs": ROOTFS, "limits": limits}
-    bomb = ("i=0; while [ $i -lt 200 ]; do sleep 600 </dev/null >/dev/null 2>&1 & "
+    bomb = ("i=0; while [ $i -lt 200 ]; do sleep 30 </dev/null >/dev/null 2>&1 & "
             "i=$((i+1)); done; wait")
     return "\n".join([
         "# (a) pids.max",
@@ -122,7 +133,7 @@ def scenario():
         'cg=$(field cgroup); init=$(field init_pid)',
         sh_send("pids.bomb", {"op": "exec", "argv": ["sh", "-c", bomb]}),
         # The bomb's shell exits at the first failed fork and frees its own slot: fill it.
-        sh_send("pids.fill", {"op": "spawn", "argv": ["sleep", "600"]}),
+        sh_send("pids.fill", {"op": "spawn", "argv": ["sleep", "30"]}),
         'show pids.full "$cg/pids.current" "$cg/pids.max" "$cg/pids.events"',
         sh_send("pids.refused", {"op": "exec", "argv": ["true"]}),
         # Kill all but the container's init; it reaps the orphans, the driver (their
@@ -138,7 +149,9 @@ def scenario():
         "# (b) memory.max",
         sh_send("mem.start", start("mem", {"memory_max": MEMORY_MAX, "memory_swap_max": 0})),
         'cg=$(field cgroup)',
-        sh_send("mem.hog", {"op": "exec", "argv": ["sh", "-c", "x=a; while :; do x=$x$x; done"]}),
+        # Doubles a string to 2^27 bytes (~384 MiB at the peak): killed near 32 MiB if the
+        # limit holds, done (exit 0) in a 1 GiB VM if it does not.
+        sh_send("mem.hog", {"op": "exec", "argv": ["sh", "-c", HOG]}),
         'show mem.host "$cg/memory.events" "$cg/memory.max" "$cg/memory.swap.max" '
         '"$cg/memory.peak"',
         sh_send("mem.procs", {"op": "procs"}),
@@ -366,6 +379,8 @@ def cmd_run(args):
         failures = []
         check(failures, {"pids", "memory", "cpu"} <= set(" ".join(c.of("controllers")).split()),
               "cgroup2 offers pids, memory and cpu")
+        check(failures, c.of("driver-exit") == ["0"],
+              f"the driver exited {' '.join(c.of('driver-exit')) or '?'} after quit")
         for fn in (check_starts, check_pids, check_memory, check_cpu):
             try:
                 fn(c, failures)

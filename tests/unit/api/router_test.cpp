@@ -60,7 +60,7 @@ TEST_CASE("tokens: Bearer or Basic bearer:TOKEN, compared whole", "[auth]") {
 
 TEST_CASE("the router answers 401 before anything else", "[router]") {
   bp::agent::Registry reg;
-  Router r({kToken, "local", "0.1.0"}, reg);
+  Router r({kToken, "local", "0.1.0", "http://127.0.0.1:1"}, reg, nullptr);
   for (const char* target : {"/v1/sprites", "/nope", "/v1/sprites/x/exec", "/v1/%zz"}) {
     INFO(target);
     auto res = r.handle(req("GET", target, "Bearer wrong"));
@@ -73,7 +73,7 @@ TEST_CASE("the router answers 401 before anything else", "[router]") {
 
 TEST_CASE("GET /v1/sprites lists the registry with both counter shapes", "[router]") {
   bp::agent::Registry reg;
-  Router r({kToken, "local", "0.1.0"}, reg);
+  Router r({kToken, "local", "0.1.0", "http://127.0.0.1:1"}, reg, nullptr);
   auto empty = r.handle(req("GET", "/v1/sprites"));
   CHECK(empty.status == 200);
   auto j = json::parse(empty.body);
@@ -96,7 +96,7 @@ TEST_CASE("GET /v1/sprites lists the registry with both counter shapes", "[route
 
 TEST_CASE("unknown paths, names and methods get JSON errors", "[router]") {
   bp::agent::Registry reg;
-  Router r({kToken, "local", "0.1.0"}, reg);
+  Router r({kToken, "local", "0.1.0", "http://127.0.0.1:1"}, reg, nullptr);
   auto nf = r.handle(req("GET", "/v1/nothing"));
   CHECK(nf.status == 404);
   CHECK(json::parse(nf.body)["error"] == "not_found");
@@ -112,4 +112,71 @@ TEST_CASE("unknown paths, names and methods get JSON errors", "[router]") {
   auto post = r.handle(req("POST", "/v1/sprites"));
   CHECK(post.status == 501);
   CHECK(json::parse(post.body)["error"] == "not_supported");
+}
+
+namespace {
+// Creates into the registry, as the real SpriteManager does; fails on request.
+struct FakeControl : bp::agent::SpriteControl {
+  bp::agent::Registry& reg;
+  int fail_errno = 0;
+  explicit FakeControl(bp::agent::Registry& r) : reg(r) {}
+  bp::Result<bp::agent::SpriteRecord> create(const std::string& name) override {
+    if (fail_errno) return bp::make_error("failed", fail_errno);
+    bp::agent::SpriteRecord rec{"uuid-" + name, name, "running", "2026-01-01T00:00:00Z", "2026-01-01T00:00:00Z"};
+    reg.add(rec);
+    return rec;
+  }
+  bp::Status destroy(const std::string& name) override {
+    if (!reg.remove(name)) return bp::make_error("no", ENOENT);
+    return {};
+  }
+};
+}  // namespace
+
+TEST_CASE("create, get and delete a sprite through the control", "[router]") {
+  bp::agent::Registry reg;
+  FakeControl ctl(reg);
+  Router r({kToken, "local", "0.1.0", "http://127.0.0.1:1"}, reg, &ctl);
+  auto post = req("POST", "/v1/sprites");
+  post.body = R"({"name":"t1","config":{"ram_mb":512}})";
+  auto routed = r.route(post);
+  REQUIRE(routed.blocking);  // the work runs off the event loop
+  auto created = routed.blocking();
+  CHECK(created.status == 201);
+  auto j = json::parse(created.body);
+  CHECK(j["name"] == "t1");
+  CHECK(j["id"] == "uuid-t1");
+  CHECK(j["url_settings"]["auth"] == "sprite");
+  CHECK(r.handle(post).status == 409);  // the name is taken
+  CHECK(r.handle(req("GET", "/v1/sprites/t%2D1")).status == 404);
+  CHECK(r.handle(req("GET", "/v1/sprites/t1")).status == 200);
+  CHECK(r.handle(req("DELETE", "/v1/sprites/t1")).status == 204);
+  CHECK(r.handle(req("GET", "/v1/sprites/t1")).status == 404);
+  CHECK(r.handle(req("DELETE", "/v1/sprites/t1")).status == 404);
+}
+
+TEST_CASE("bad create requests change nothing; control failures map to statuses", "[router]") {
+  bp::agent::Registry reg;
+  FakeControl ctl(reg);
+  Router r({kToken, "local", "0.1.0", ""}, reg, &ctl);
+  for (const char* body : {"", "{", "[]", R"({"name":5})", R"({"nam":"x"})"}) {
+    auto p = req("POST", "/v1/sprites");
+    p.body = body;
+    INFO(body);
+    auto res = r.handle(p);
+    CHECK(res.status == 400);
+    CHECK(json::parse(res.body)["error"] == "bad_request");
+  }
+  auto p = req("POST", "/v1/sprites");
+  p.body = R"({"name":"Bad_Name"})";
+  CHECK(r.handle(p).status == 400);
+  CHECK(reg.size() == 0);
+  p.body = R"({"name":"ok"})";
+  ctl.fail_errno = EAGAIN;
+  CHECK(r.handle(p).status == 429);
+  ctl.fail_errno = EUNATCH;
+  CHECK(r.handle(p).status == 503);
+  ctl.fail_errno = EIO;
+  CHECK(r.handle(p).status == 500);
+  CHECK(reg.size() == 0);
 }

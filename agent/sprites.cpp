@@ -1,0 +1,237 @@
+// agent/sprites.cpp — sprite creation, restoration at boot, deletion.
+#include "agent/sprites.hpp"
+
+#include <dirent.h>
+#include <sys/mount.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <ctime>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "common/log.hpp"
+#include "common/sys.hpp"
+
+namespace bp::agent {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace {
+
+std::string now_rfc3339() {
+  std::time_t t = std::time(nullptr);
+  std::tm tm{};
+  ::gmtime_r(&t, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
+std::string uuid4() {
+  unsigned char b[16] = {};
+  if (::getrandom(b, sizeof b, 0) != static_cast<ssize_t>(sizeof b)) {
+    auto t = std::chrono::steady_clock::now().time_since_epoch().count();
+    std::memcpy(b, &t, sizeof t);
+  }
+  b[6] = static_cast<unsigned char>((b[6] & 0x0f) | 0x40);
+  b[8] = static_cast<unsigned char>((b[8] & 0x3f) | 0x80);
+  char out[37];
+  std::snprintf(out, sizeof out, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0], b[1],
+                b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]);
+  return out;
+}
+
+bool valid_name(const std::string& n) {
+  if (n.empty() || n.size() > 63 || n.front() == '-' || n.back() == '-') return false;
+  for (char c : n)
+    if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-')) return false;
+  return true;
+}
+
+}  // namespace
+
+SpriteManager::SpriteManager(SpritesConfig cfg, Registry& registry) : cfg_(std::move(cfg)), registry_(registry) {}
+
+SpriteManager::~SpriteManager() { stop_all(); }
+
+std::string SpriteManager::dir_of(const std::string& name) const { return cfg_.state_dir + "/sprites/" + name; }
+
+Status SpriteManager::mount_root(const std::string& name) {
+  std::string d = dir_of(name);
+  for (const char* sub : {"/upper", "/work", "/root"})
+    if (::mkdir((d + sub).c_str(), 0755) != 0 && errno != EEXIST) return sys_error("mkdir(" + d + sub + ")");
+  std::string opts = "lowerdir=" + cfg_.base_image + ",upperdir=" + d + "/upper,workdir=" + d + "/work";
+  if (::mount("overlay", (d + "/root").c_str(), "overlay", 0, opts.c_str()) != 0 && errno != EBUSY)
+    return sys_error("mount(overlay, " + d + "/root)");
+  return {};
+}
+
+void SpriteManager::unmount_root(const std::string& name) {
+  std::string root = dir_of(name) + "/root";
+  for (int i = 0; i < 50; ++i) {
+    if (::umount2(root.c_str(), 0) == 0 || errno == EINVAL || errno == ENOENT) return;
+    if (errno != EBUSY) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  Logger("agent.sprites").warn("root still busy; detaching it", {{"sprite", name}, {"path", root}});
+  ::umount2(root.c_str(), MNT_DETACH);
+}
+
+Status SpriteManager::start_container(const std::string& name) {
+  container::ContainerConfig cc;
+  cc.name = name;
+  cc.rootfs = dir_of(name) + "/root";
+  cc.cgroup_parent = cfg_.cgroup_parent;
+  cc.limits = cfg_.limits;
+  if (auto r = read_file("/etc/resolv.conf"); r) cc.resolv_conf = *r;
+  auto c = std::make_unique<container::Container>(cc);
+  if (auto s = c->start(); !s) return s;
+  std::lock_guard lk(mu_);
+  containers_[name] = std::move(c);
+  return {};
+}
+
+Status SpriteManager::load() {
+  Logger log("agent.sprites");
+  std::string dir = cfg_.state_dir + "/sprites";
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  if (ec) return make_error("mkdir(" + dir + "): " + ec.message(), ec.value());
+  if (cfg_.base_image.empty()) {
+    log.warn("no base image configured: sprites cannot be created or started (set base_image)");
+    return {};
+  }
+  for (const auto& e : fs::directory_iterator(dir, ec)) {
+    std::string name = e.path().filename();
+    auto text = read_file(e.path() / "sprite.json");
+    if (!text) continue;  // a half-made sprite of a crashed create: destroy cleans it
+    json j = json::parse(*text, nullptr, false);
+    if (j.is_discarded() || !j.is_object() || j.value("name", "") != name) {
+      log.warn("unreadable sprite record; skipped", {{"path", e.path().string()}});
+      continue;
+    }
+    SpriteRecord rec{j.value("id", ""), name, "cold", j.value("created_at", ""), j.value("updated_at", "")};
+    Status s = mount_root(name);
+    if (s) s = start_container(name);
+    if (s) rec.status = "running";
+    else log.error("sprite did not start", {{"sprite", name}, {"err", s.error().what}});
+    registry_.add(rec);
+  }
+  return {};
+}
+
+Result<SpriteRecord> SpriteManager::create(const std::string& name) {
+  if (!valid_name(name))
+    return make_error("invalid sprite name '" + name +
+                      "': 1-63 characters of a-z, 0-9 and '-', not starting or ending with '-'", EINVAL);
+  if (cfg_.base_image.empty())
+    return make_error("no base image is configured, so sprites cannot be created (set base_image)", EUNATCH);
+  {
+    std::lock_guard lk(mu_);
+    if (registry_.get(name) || busy_.count(name)) return make_error("sprite '" + name + "' already exists", EEXIST);
+    if (registry_.size() + busy_.size() >= cfg_.max_sprites)
+      return make_error("this ballpoint hosts at most " + std::to_string(cfg_.max_sprites) + " sprites", EAGAIN);
+    busy_.insert(name);
+  }
+  struct Unbusy {
+    SpriteManager* m;
+    std::string n;
+    ~Unbusy() {
+      std::lock_guard lk(m->mu_);
+      m->busy_.erase(n);
+    }
+  } unbusy{this, name};
+
+  std::string d = dir_of(name);
+  std::error_code ec;
+  fs::remove_all(d, ec);  // what a crashed create left behind
+  fs::create_directories(d, ec);
+  if (ec) return make_error("mkdir(" + d + "): " + ec.message(), ec.value());
+  SpriteRecord rec{uuid4(), name, "running", now_rfc3339(), now_rfc3339()};
+  auto fail = [&](Error e) -> Result<SpriteRecord> {
+    {
+      std::unique_lock lk(mu_);
+      auto it = containers_.find(name);
+      if (it != containers_.end()) {
+        auto c = std::move(it->second);
+        containers_.erase(it);
+        lk.unlock();
+        (void)c->stop(0);
+      }
+    }
+    unmount_root(name);
+    fs::remove_all(d, ec);
+    return std::move(e).wrap("create sprite " + name);
+  };
+  if (auto s = mount_root(name); !s) return fail(std::move(s.error()));
+  if (auto s = start_container(name); !s) return fail(std::move(s.error()));
+  // The record goes last: a sprite.json on disk means the sprite is whole.
+  json j{{"id", rec.id}, {"name", name}, {"created_at", rec.created_at}, {"updated_at", rec.updated_at}};
+  if (auto s = write_file_atomic(d + "/sprite.json", j.dump() + "\n", 0600); !s) return fail(std::move(s.error()));
+  registry_.add(rec);
+  Logger("agent.sprites").info("sprite created", {{"sprite", name}, {"id", rec.id}});
+  return rec;
+}
+
+Status SpriteManager::destroy(const std::string& name) {
+  std::unique_ptr<container::Container> c;
+  {
+    std::lock_guard lk(mu_);
+    if (busy_.count(name)) return make_error("sprite '" + name + "' is being created or destroyed", EBUSY);
+    if (!registry_.get(name)) return make_error("sprite '" + name + "' not found", ENOENT);
+    busy_.insert(name);
+    auto it = containers_.find(name);
+    if (it != containers_.end()) {
+      c = std::move(it->second);
+      containers_.erase(it);
+    }
+  }
+  Status s;
+  if (c) s = c->stop(cfg_.stop_grace_ms);
+  c.reset();
+  unmount_root(name);
+  std::error_code ec;
+  // Remove the record first: a crash from here on leaves a directory load() ignores.
+  ::unlink((dir_of(name) + "/sprite.json").c_str());
+  fs::remove_all(dir_of(name), ec);
+  registry_.remove(name);
+  {
+    std::lock_guard lk(mu_);
+    busy_.erase(name);
+  }
+  Logger("agent.sprites").info("sprite destroyed", {{"sprite", name}});
+  if (!s) return std::move(s.error()).wrap("destroy sprite " + name);
+  if (ec) return make_error("destroy sprite " + name + ": remove: " + ec.message(), ec.value());
+  return {};
+}
+
+void SpriteManager::stop_all() {
+  std::map<std::string, std::unique_ptr<container::Container>> all;
+  {
+    std::lock_guard lk(mu_);
+    all.swap(containers_);
+  }
+  for (auto& [name, c] : all) {
+    if (auto s = c->stop(cfg_.stop_grace_ms); !s)
+      Logger("agent.sprites").warn("container stop failed", {{"sprite", name}, {"err", s.error().what}});
+    c.reset();
+    unmount_root(name);
+    registry_.set_status(name, "cold");
+  }
+}
+
+container::Container* SpriteManager::container(const std::string& name) {
+  std::lock_guard lk(mu_);
+  auto it = containers_.find(name);
+  return it == containers_.end() ? nullptr : it->second.get();
+}
+
+}  // namespace bp::agent

@@ -1,0 +1,106 @@
+"""Host mode makes real sprites: POST creates one (its own container on an overlay of the base
+image), it survives a restart of the runtime, DELETE removes every trace of it."""
+import json
+import os
+import subprocess
+import unittest
+
+import harness
+from harness import Runtime
+
+BASE = os.environ.get("BALLPOINT_BASE_IMAGE", "")
+
+
+def container_inits(pid1):
+    """{hostname: pid} of the container inits that are PID 1's children."""
+    out = {}
+    for pid in harness.children_of(pid1):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                argv = f.read().split(b"\0")
+        except FileNotFoundError:
+            continue
+        if b"--container-init" in argv:
+            out[argv[argv.index(b"--hostname") + 1].decode()] = pid
+    return out
+
+
+class HostSprites(unittest.TestCase):
+    def setUp(self):
+        harness.require_root(self)
+        if not BASE:
+            self.skipTest("BALLPOINT_BASE_IMAGE not set")
+
+    def start(self, state=None):
+        rt = Runtime(extra=["--set", f"base_image={BASE}"], state=state)
+        rt.wait_ready()
+        return rt
+
+    def test_create_restart_delete(self):
+        rt = self.start()
+        try:
+            status, body, _ = rt.request("POST", "/v1/sprites", body=json.dumps({"name": "alpha"}).encode())
+            self.assertEqual(status, 201, body)
+            self.assertEqual(body["name"], "alpha")
+            self.assertEqual(body["status"], "running")
+            sid = body["id"]
+            self.assertEqual(rt.request("POST", "/v1/sprites", body=b'{"name":"alpha"}')[0], 409)
+            self.assertIn("alpha", container_inits(rt.pid1()))
+            # The container's root is an overlay: a file written there lands in the sprite's upper dir.
+            init = container_inits(rt.pid1())["alpha"]
+            with open(f"/proc/{init}/root/etc/hostname") as f:
+                self.assertEqual(f.read(), "alpha\n")
+            upper = os.path.join(rt.state, "sprites", "alpha", "upper")
+            self.assertTrue(os.path.exists(os.path.join(upper, "etc", "hostname")))
+            self.assertFalse(os.path.exists(os.path.join(BASE, "etc", "hostname")))  # the base image is untouched
+            self.assertEqual(rt.stop()[0], 0, rt.console())
+        finally:
+            rt.kill()
+
+        rt = self.start(state=rt.state)
+        try:
+            status, body, _ = rt.request("GET", "/v1/sprites/alpha")
+            self.assertEqual(status, 200, rt.console())
+            self.assertEqual((body["id"], body["status"]), (sid, "running"))
+            self.assertIn("alpha", container_inits(rt.pid1()))
+            status, body, _ = rt.request("DELETE", "/v1/sprites/alpha")
+            self.assertEqual(status, 204, body)
+            self.assertEqual(rt.request("GET", "/v1/sprites/alpha")[0], 404)
+            self.assertEqual(rt.request("DELETE", "/v1/sprites/alpha")[0], 404)
+            self.assertNotIn("alpha", container_inits(rt.pid1()))
+            self.assertFalse(os.path.exists(os.path.join(rt.state, "sprites", "alpha")))
+            self.assertEqual(rt.stop()[0], 0, rt.console())
+        finally:
+            rt.kill()
+
+    def test_bad_creates_change_nothing(self):
+        rt = self.start()
+        try:
+            for body in (b"", b"{", b"[]", b'{"name": 1}', b'{"name": "UPPER"}', b'{"name": "-x"}',
+                         b'{"name": "' + b"a" * 64 + b'"}', b'{"name": "../etc"}'):
+                status, resp, _ = rt.request("POST", "/v1/sprites", body=body)
+                self.assertEqual(status, 400, (body, resp))
+                self.assertIn("error", resp)
+            self.assertEqual(rt.request("GET", "/v1/sprites")[1]["sprites"], [])
+            self.assertEqual(os.listdir(os.path.join(rt.state, "sprites")), [])
+            self.assertEqual(rt.stop()[0], 0)
+        finally:
+            rt.kill()
+
+
+class HostWithoutBaseImage(unittest.TestCase):
+    def test_create_says_why_it_cannot(self):
+        harness.require_root(self)
+        rt = Runtime()
+        try:
+            rt.wait_ready()
+            status, body, _ = rt.request("POST", "/v1/sprites", body=b'{"name":"x"}')
+            self.assertEqual(status, 503)
+            self.assertEqual(body["error"], "no_base_image")
+            self.assertEqual(rt.stop()[0], 0)
+        finally:
+            rt.kill()
+
+
+if __name__ == "__main__":
+    harness.main()
