@@ -64,11 +64,11 @@ SpriteManager::~SpriteManager() { stop_all(); }
 
 std::string SpriteManager::dir_of(const std::string& name) const { return cfg_.state_dir + "/sprites/" + name; }
 
-Status SpriteManager::mount_root(const std::string& name) {
+Status SpriteManager::mount_root(const std::string& name, const std::string& base_image) {
   std::string d = dir_of(name);
   for (const char* sub : {"/upper", "/work", "/root"})
     if (::mkdir((d + sub).c_str(), 0755) != 0 && errno != EEXIST) return sys_error("mkdir(" + d + sub + ")");
-  std::string opts = "lowerdir=" + cfg_.base_image + ",upperdir=" + d + "/upper,workdir=" + d + "/work";
+  std::string opts = "lowerdir=" + base_image + ",upperdir=" + d + "/upper,workdir=" + d + "/work";
   if (::mount("overlay", (d + "/root").c_str(), "overlay", 0, opts.c_str()) != 0 && errno != EBUSY)
     return sys_error("mount(overlay, " + d + "/root)");
   return {};
@@ -119,7 +119,8 @@ Status SpriteManager::load() {
       continue;
     }
     SpriteRecord rec{j.value("id", ""), name, "cold", j.value("created_at", ""), j.value("updated_at", "")};
-    Status s = mount_root(name);
+    // The image it was made from stays its lower layer, even if new sprites now use another.
+    Status s = mount_root(name, j.value("base_image", cfg_.base_image));
     if (s) s = start_container(name);
     if (s) rec.status = "running";
     else log.error("sprite did not start", {{"sprite", name}, {"err", s.error().what}});
@@ -171,10 +172,14 @@ Result<SpriteRecord> SpriteManager::create(const std::string& name) {
     fs::remove_all(d, ec);
     return std::move(e).wrap("create sprite " + name);
   };
-  if (auto s = mount_root(name); !s) return fail(std::move(s.error()));
+  if (auto s = mount_root(name, cfg_.base_image); !s) return fail(std::move(s.error()));
   if (auto s = start_container(name); !s) return fail(std::move(s.error()));
   // The record goes last: a sprite.json on disk means the sprite is whole.
-  json j{{"id", rec.id}, {"name", name}, {"created_at", rec.created_at}, {"updated_at", rec.updated_at}};
+  json j{{"id", rec.id},
+         {"name", name},
+         {"created_at", rec.created_at},
+         {"updated_at", rec.updated_at},
+         {"base_image", cfg_.base_image}};
   if (auto s = write_file_atomic(d + "/sprite.json", j.dump() + "\n", 0600); !s) return fail(std::move(s.error()));
   registry_.add(rec);
   Logger("agent.sprites").info("sprite created", {{"sprite", name}, {"id", rec.id}});

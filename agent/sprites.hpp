@@ -43,7 +43,7 @@ class SpriteManager final : public SpriteControl {
 
  private:
   std::string dir_of(const std::string& name) const;
-  Status mount_root(const std::string& name);
+  Status mount_root(const std::string& name, const std::string& base_image);
   void unmount_root(const std::string& name);
   Status start_container(const std::string& name);
 
