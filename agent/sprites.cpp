@@ -92,7 +92,7 @@ Status SpriteManager::start_container(const std::string& name) {
   cc.cgroup_parent = cfg_.cgroup_parent;
   cc.limits = cfg_.limits;
   if (auto r = read_file("/etc/resolv.conf"); r) cc.resolv_conf = *r;
-  auto c = std::make_unique<container::Container>(cc);
+  auto c = std::make_shared<container::Container>(cc);
   if (auto s = c->start(); !s) return s;
   std::lock_guard lk(mu_);
   containers_[name] = std::move(c);
@@ -187,7 +187,7 @@ Result<SpriteRecord> SpriteManager::create(const std::string& name) {
 }
 
 Status SpriteManager::destroy(const std::string& name) {
-  std::unique_ptr<container::Container> c;
+  std::shared_ptr<container::Container> c;
   {
     std::lock_guard lk(mu_);
     if (busy_.count(name)) return make_error("sprite '" + name + "' is being created or destroyed", EBUSY);
@@ -219,7 +219,7 @@ Status SpriteManager::destroy(const std::string& name) {
 }
 
 void SpriteManager::stop_all() {
-  std::map<std::string, std::unique_ptr<container::Container>> all;
+  std::map<std::string, std::shared_ptr<container::Container>> all;
   {
     std::lock_guard lk(mu_);
     all.swap(containers_);
@@ -233,10 +233,10 @@ void SpriteManager::stop_all() {
   }
 }
 
-container::Container* SpriteManager::container(const std::string& name) {
+std::shared_ptr<container::Container> SpriteManager::container(const std::string& name) {
   std::lock_guard lk(mu_);
   auto it = containers_.find(name);
-  return it == containers_.end() ? nullptr : it->second.get();
+  return it == containers_.end() ? nullptr : it->second;
 }
 
 }  // namespace bp::agent

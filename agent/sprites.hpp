@@ -38,8 +38,9 @@ class SpriteManager final : public SpriteControl {
   // At shutdown: stops every container and unmounts every root.
   void stop_all();
 
-  // The running container of a sprite, or nullptr. Valid until destroy/stop_all.
-  container::Container* container(const std::string& name);
+  // The running container of a sprite, or null. Shared: an exec in flight keeps the
+  // object alive while destroy stops the container under it.
+  std::shared_ptr<container::Container> container(const std::string& name);
 
  private:
   std::string dir_of(const std::string& name) const;
@@ -51,7 +52,7 @@ class SpriteManager final : public SpriteControl {
   Registry& registry_;
   std::mutex mu_;
   std::set<std::string> busy_;  // names being created or destroyed
-  std::map<std::string, std::unique_ptr<container::Container>> containers_;
+  std::map<std::string, std::shared_ptr<container::Container>> containers_;
 };
 
 }  // namespace bp::agent

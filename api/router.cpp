@@ -165,7 +165,26 @@ Routed Router::sprite_item(const Request& req, const std::vector<std::string>& s
     }
     return {method_not_allowed("GET, HEAD, DELETE")};
   }
+  if (s.size() == 4 && s[3] == "exec") {
+    if (req.method == "HEAD") return {Response{}};  // the Go SDK's Sprite-Version probe
+    if (req.method == "GET")
+      return {json_error(400, "upgrade_required",
+                         "exec is a WebSocket endpoint; listing sessions is not available in this build")};
+    return {method_not_allowed("GET, HEAD")};
+  }
   return {json_error(404, "not_found", "no such endpoint")};
+}
+
+std::variant<Response, WsRoute> Router::route_upgrade(const Request& req) const {
+  if (!authorized(req.authorization, cfg_.token)) return json_error(401, "unauthorized", "missing or invalid token");
+  auto seg = split_path(req.target);
+  if (!seg) return json_error(400, "bad_request", "malformed request path");
+  const auto& s = *seg;
+  if (s.size() < 3 || s[0] != "v1" || s[1] != "sprites") return json_error(404, "not_found", "no such endpoint");
+  if (!valid_sprite_name(s[2]) || !registry_.get(s[2]))
+    return json_error(404, "not_found", "sprite '" + s[2] + "' not found");
+  if (s.size() == 4 && s[3] == "exec") return WsRoute{s[2], "exec"};
+  return json_error(404, "not_found", "no such WebSocket endpoint");
 }
 
 }  // namespace bp::api

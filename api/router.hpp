@@ -4,6 +4,7 @@
 #include <functional>
 #include <optional>
 #include <string>
+#include <variant>
 #include <string_view>
 #include <vector>
 
@@ -37,11 +38,20 @@ std::optional<std::vector<std::string>> split_path(std::string_view target);
 // A sprite name as API.md 3.2 fixes it: a DNS label.
 bool valid_sprite_name(std::string_view name);
 
+// A WebSocket endpoint an upgrade request opens.
+struct WsRoute {
+  std::string sprite;
+  std::string kind;  // "exec"
+};
+
 class Router {
  public:
   // control may be null: then sprites cannot be created or destroyed here (501).
   Router(RouterConfig cfg, const agent::Registry& registry, agent::SpriteControl* control);
   Routed route(const Request& req) const;
+  // For an upgrade request: the endpoint it opens, or the HTTP error to answer instead
+  // (401, 404, 400 all come before any upgrade).
+  std::variant<Response, WsRoute> route_upgrade(const Request& req) const;
   // route(), running blocking work inline (tests and tools).
   Response handle(const Request& req) const;
   const RouterConfig& config() const { return cfg_; }

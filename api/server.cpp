@@ -12,10 +12,14 @@
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http.hpp>
+#include <boost/beast/websocket.hpp>
 #include <array>
 #include <list>
 
 #include "api/errors.hpp"
+#include "api/exec_params.hpp"
+#include "api/exec_session_async.hpp"
+#include "api/query.hpp"
 #include "common/log.hpp"
 #include "common/log_exit.hpp"
 #include "common/offload.hpp"
@@ -25,14 +29,16 @@ namespace bp::api {
 namespace asio = boost::asio;
 namespace beast = boost::beast;
 namespace http = beast::http;
+namespace websocket = beast::websocket;
 using tcp = asio::ip::tcp;
 using asio::awaitable;
 using asio::use_awaitable;
 constexpr auto tuple_awaitable = asio::as_tuple(use_awaitable);
 
 struct Server::Impl {
-  Impl(asio::io_context& io, ServerConfig cfg, const Router& router, asio::thread_pool& blocking)
-      : io_(io), cfg_(std::move(cfg)), router_(router), blocking_(blocking), acceptor_(io) {}
+  Impl(asio::io_context& io, ServerConfig cfg, const Router& router, asio::thread_pool& blocking,
+       const ExecDeps* exec)
+      : io_(io), cfg_(std::move(cfg)), router_(router), blocking_(blocking), exec_(exec), acceptor_(io) {}
 
   awaitable<void> accept_loop();
   awaitable<void> session(tcp::socket sock);
@@ -43,14 +49,17 @@ struct Server::Impl {
   ServerConfig cfg_;
   const Router& router_;
   asio::thread_pool& blocking_;
+  const ExecDeps* exec_;
+  std::uint64_t next_session_id_ = 1;
   tcp::acceptor acceptor_;
   std::list<beast::tcp_stream*> live_;  // every open connection, so stop() can close them
   bool stopped_ = false;
   Logger log_{"api.server"};
 };
 
-Server::Server(asio::io_context& io, ServerConfig cfg, const Router& router, asio::thread_pool& blocking)
-    : impl_(std::make_unique<Impl>(io, std::move(cfg), router, blocking)) {}
+Server::Server(asio::io_context& io, ServerConfig cfg, const Router& router, asio::thread_pool& blocking,
+               const ExecDeps* exec)
+    : impl_(std::make_unique<Impl>(io, std::move(cfg), router, blocking, exec)) {}
 
 Server::~Server() = default;
 
@@ -132,7 +141,9 @@ awaitable<void> Server::Impl::session(tcp::socket sock) {
     ~Unlist() { l.erase(it); }
   } unlist{live_, self};
 
-  // An error that ends the connection (413, 431, 400, 503). Closing a socket with unread
+  // An error that ends the connection (413, 431, 400, 503). Callers pass a named
+  // Response: GCC 12 may destroy a temporary bound to a coroutine's reference
+  // parameter before the coroutine body runs. Closing a socket with unread
   // input makes the kernel send a reset, which can destroy the response before the
   // client reads it: so half-close, then read and drop what is still coming, bounded.
   auto reply_and_close = [&](const Response& r) -> awaitable<void> {
@@ -152,7 +163,8 @@ awaitable<void> Server::Impl::session(tcp::socket sock) {
   };
 
   if (live_.size() > cfg_.max_connections) {
-    co_await reply_and_close(json_error(503, "too_many_connections", "the server has too many open connections"));
+    Response busy = json_error(503, "too_many_connections", "the server has too many open connections");
+    co_await reply_and_close(busy);
     co_return;
   }
 
@@ -167,16 +179,18 @@ awaitable<void> Server::Impl::session(tcp::socket sock) {
         ec == asio::error::connection_reset || ec == asio::error::eof || stopped_)
       break;
     if (ec == http::error::body_limit) {
-      co_await reply_and_close(json_error(413, "body_too_large",
-                                          "request body exceeds " + std::to_string(cfg_.body_limit) + " bytes"));
+      Response err = json_error(413, "body_too_large", "request body exceeds " + std::to_string(cfg_.body_limit) + " bytes");
+      co_await reply_and_close(err);
       break;
     }
     if (ec == http::error::header_limit) {
-      co_await reply_and_close(json_error(431, "headers_too_large", "request headers are too large"));
+      Response err = json_error(431, "headers_too_large", "request headers are too large");
+      co_await reply_and_close(err);
       break;
     }
     if (ec) {
-      co_await reply_and_close(json_error(400, "bad_request", "malformed HTTP request: " + ec.message()));
+      Response err = json_error(400, "bad_request", "malformed HTTP request: " + ec.message());
+      co_await reply_and_close(err);
       break;
     }
     auto& msg = parser.get();
@@ -186,6 +200,37 @@ awaitable<void> Server::Impl::session(tcp::socket sock) {
     req.authorization = std::string(msg[http::field::authorization]);
     req.accept = std::string(msg[http::field::accept]);
     req.body = std::move(msg.body());
+    if (websocket::is_upgrade(msg)) {
+      auto routed = router_.route_upgrade(req);
+      if (auto* err = std::get_if<Response>(&routed)) {
+        co_await reply_and_close(*err);  // refused before any upgrade (API.md 1.2)
+        break;
+      }
+      auto target = std::get<WsRoute>(routed);
+      auto params = parse_exec_params(parse_query(req.target).value_or(Query{}));
+      if (!params || !exec_) {
+        Response err = !exec_ ? json_error(503, "unavailable", "exec is not available here")
+                              : json_error(400, "bad_request", params.error().what);
+        co_await reply_and_close(err);
+        break;
+      }
+      WsStream ws(std::move(stream));
+      *self = &ws.next_layer();  // stop() must now close the WebSocket's socket
+      // The HTTP idle deadline must not end a quiet exec: the WebSocket has its own.
+      ws.next_layer().expires_never();
+      ws.set_option(websocket::stream_base::timeout::suggested(beast::role_type::server));
+      ws.read_message_max(4 * 1024 * 1024);
+      std::string version = router_.config().version;
+      ws.set_option(websocket::stream_base::decorator([version](websocket::response_type& res) {
+        res.set(http::field::server, "ballpoint");
+        res.set("Sprite-Version", version);
+        res.set("X-Sprite-Capabilities", "signal");
+      }));
+      auto [aec] = co_await ws.async_accept(parser.release(), tuple_awaitable);
+      if (aec) co_return;
+      co_await run_exec(ws, std::move(*params), target.sprite, next_session_id_++, *exec_, blocking_);
+      co_return;
+    }
     Routed routed = router_.route(req);
     Response r = std::move(routed.response);
     if (routed.blocking) {

@@ -6,6 +6,7 @@
 #include <memory>
 #include <string>
 
+#include "api/exec_session.hpp"
 #include "api/router.hpp"
 #include "common/result.hpp"
 
@@ -28,7 +29,9 @@ struct ServerConfig {
 class Server {
  public:
   // Blocking work a route asks for (creating a sprite, say) runs on `blocking`.
-  Server(boost::asio::io_context& io, ServerConfig cfg, const Router& router, boost::asio::thread_pool& blocking);
+  // exec may be null: then exec endpoints answer 503.
+  Server(boost::asio::io_context& io, ServerConfig cfg, const Router& router, boost::asio::thread_pool& blocking,
+         const ExecDeps* exec);
   ~Server();
   Server(const Server&) = delete;
   Server& operator=(const Server&) = delete;

@@ -30,6 +30,8 @@ template <class T>
 class [[nodiscard]] Result {
  public:
   Result() requires std::is_same_v<T, std::monostate> = default;
+  // Asio needs a default value for an awaited result that never came (the job threw).
+  Result() requires(!std::is_same_v<T, std::monostate>) : v_(std::in_place_index<1>, Error{0, "no result"}) {}
   Result(T value) : v_(std::in_place_index<0>, std::move(value)) {}  // NOLINT: implicit by design
   Result(Error error) : v_(std::in_place_index<1>, std::move(error)) {}  // NOLINT
 

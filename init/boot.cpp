@@ -138,6 +138,7 @@ class Pid1 {
   agent::Registry registry_;
   std::unique_ptr<agent::SpriteManager> sprites_;
   std::unique_ptr<api::Router> router_;
+  api::ExecDeps exec_deps_;
   std::unique_ptr<api::Server> server_;
   std::vector<std::pair<const char*, std::function<void()>>> stops_;
 
@@ -278,7 +279,14 @@ Status Pid1::step_api() {
   sc.port = cfg_.api.listen.port;
   // Connections must run out before descriptors do: PID 1 needs fds for everything else.
   sc.max_connections = std::min<std::uint64_t>(sc.max_connections, nofile_ / 2);
-  auto server = std::make_unique<api::Server>(io_, sc, *router_, blocking_);
+  if (sprites_) {
+    exec_deps_.container = [this](const std::string& name) { return sprites_->container(name); };
+    exec_deps_.ticket = [this] { return reaper_.ticket(); };
+    exec_deps_.watch_exit = [this](pid_t pid, std::uint64_t ticket, std::function<void(int)> cb) {
+      reaper_.watch(pid, std::move(cb), ticket);
+    };
+  }
+  auto server = std::make_unique<api::Server>(io_, sc, *router_, blocking_, sprites_ ? &exec_deps_ : nullptr);
   if (auto s = server->start(); !s) return s;
   server_ = std::move(server);
   router_->set_base_url(url());

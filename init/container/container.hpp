@@ -27,7 +27,8 @@ struct ContainerConfig {
 };
 
 struct EnterSpec {
-  std::vector<std::string> argv;  // argv[0] without '/' is looked up in PATH from env
+  std::vector<std::string> argv;
+  std::string path;               // the program; "" = argv[0]. Without '/', looked up in PATH from env
   std::vector<std::string> env;   // the whole environment: nothing of ballpoint's is inherited
   std::string cwd = "/";
   uid_t uid = 0;

@@ -89,9 +89,12 @@ struct Plan {
   // Installed while still privileged (seccomp needs CAP_SYS_ADMIN without no_new_privs).
   if (int rc = install_filter(*p.seccomp); rc < 0) child_fail(rep, Step::seccomp, -rc);
   if (int rc = drop_bounding(*p.caps); rc < 0) child_fail(rep, Step::caps_bounding, -rc);
-  if (::setgroups(p.groups.size(), p.groups.data()) != 0) child_fail(rep, Step::setgroups, errno);
-  if (::setresgid(p.gid, p.gid, p.gid) != 0) child_fail(rep, Step::setgid, errno);
-  if (::setresuid(p.uid, p.uid, p.uid) != 0) child_fail(rep, Step::setuid, errno);
+  // Raw syscalls: glibc's wrappers would try to change the credentials of every thread
+  // it believes exists (the "setxid" broadcast), and after clone3 it still believes in
+  // PID 1's threads, which are not in this process: it would wait for them for ever.
+  if (::syscall(SYS_setgroups, p.groups.size(), p.groups.data()) != 0) child_fail(rep, Step::setgroups, errno);
+  if (::syscall(SYS_setresgid, p.gid, p.gid, p.gid) != 0) child_fail(rep, Step::setgid, errno);
+  if (::syscall(SYS_setresuid, p.uid, p.uid, p.uid) != 0) child_fail(rep, Step::setuid, errno);
   if (p.uid == 0)
     if (int rc = set_caps(*p.caps); rc < 0) child_fail(rep, Step::caps, -rc);
   if (p.no_new_privs && ::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) child_fail(rep, Step::no_new_privs, errno);
@@ -212,7 +215,7 @@ Result<Process> Container::enter(const EnterSpec& spec) {
   for (const auto& e : spec.env) p.envp.push_back(const_cast<char*>(e.c_str()));
   p.envp.push_back(nullptr);
   // PATH lookup, as execvp does, but with the paths made here: the child can't allocate.
-  const std::string& prog = spec.argv[0];
+  const std::string& prog = spec.path.empty() ? spec.argv[0] : spec.path;
   if (prog.find('/') != std::string::npos) {
     p.candidates_store.push_back(prog);
   } else {

@@ -215,6 +215,9 @@ function makeHandle({ proc, ep, dir, keep, stopTimeoutMs }) {
 export function useBallpoint(options = {}) {
   let server;
   let starting;
+  let markReady;
+  // Resolves once the server is up: a test file's own before hooks await it.
+  const ready = new Promise((resolve) => { markReady = resolve; });
   const need = () => {
     if (!server) throw new Error('ballpoint is not running (use the handle inside tests)');
     return server;
@@ -222,6 +225,7 @@ export function useBallpoint(options = {}) {
   before(async () => {
     starting = startBallpoint(options);
     server = await starting;
+    markReady();
   });
   // When a name filter leaves no test in the file, node runs this hook without
   // waiting for the async before hook (seen on 24.21), so wait for the start here.
@@ -230,6 +234,7 @@ export function useBallpoint(options = {}) {
     await started?.stop();
   });
   return {
+    ready,
     get url() { return need().url; },
     get token() { return need().token; },
     get stateDir() { return need().stateDir; },

@@ -1,0 +1,21 @@
+// api/exec_session_async.hpp — the exec WebSocket session (API.md 2.1); private to api/.
+#pragma once
+
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/thread_pool.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/websocket/stream.hpp>
+
+#include "api/exec_params.hpp"
+#include "api/exec_session.hpp"
+
+namespace bp::api {
+
+using WsStream = boost::beast::websocket::stream<boost::beast::tcp_stream>;
+
+// Runs one exec on an accepted WebSocket until the process has exited and the exit has
+// been delivered, or the client is gone and the process with it.
+boost::asio::awaitable<void> run_exec(WsStream& ws, ExecParams params, std::string sprite, std::uint64_t session_id,
+                                      const ExecDeps& deps, boost::asio::thread_pool& blocking);
+
+}  // namespace bp::api

@@ -1,0 +1,144 @@
+// tests/sdk/exec.test.mjs — exec over the WebSocket with the official SDK (API.md 2.1;
+// checklist 7, 10-17, 19-21, 23, 26-28, 30). One runtime, one busybox sprite.
+import assert from 'node:assert/strict';
+import { before, test } from 'node:test';
+
+import { useBallpoint } from './harness.mjs';
+import { ExecError } from './sdk.mjs';
+
+const baseImage = process.env.BALLPOINT_BASE_IMAGE;
+const bp = useBallpoint({ args: baseImage ? ['--set', `base_image=${baseImage}`] : [] });
+const skip = baseImage ? false : 'BALLPOINT_BASE_IMAGE is not set (CTest sets it to the busybox image it builds)';
+let sprite;
+
+before(async () => {
+  if (skip) return;
+  await bp.ready;
+  await bp.client().createSprite('ex');
+  sprite = bp.client().sprite('ex');
+});
+
+function collect(cmd) {
+  return new Promise((resolve, reject) => {
+    let stdout = '';
+    let stderr = '';
+    cmd.stdout.on('data', (c) => { stdout += c; });
+    cmd.stderr.on('data', (c) => { stderr += c; });
+    cmd.on('exit', (code) => resolve({ stdout, stderr, code }));
+    cmd.on('error', reject);
+  });
+}
+
+test('exec echo: stdout exactly, empty stderr, exit 0', { skip }, async () => {
+  const r = await sprite.exec('echo hello world');
+  assert.deepEqual(r, { stdout: 'hello world\n', stderr: '', exitCode: 0 });
+});
+
+test('exit codes 0, 1, 42 and 255 come back exactly', { skip }, async () => {
+  assert.equal((await sprite.execFile('sh', ['-c', 'exit 0'])).exitCode, 0);
+  for (const code of [1, 42, 255]) {
+    await assert.rejects(sprite.execFile('sh', ['-c', `exit ${code}`]), (err) => {
+      assert.ok(err instanceof ExecError, `expected ExecError, got ${err}`);
+      assert.equal(err.exitCode, code);
+      return true;
+    });
+  }
+});
+
+test('stdout and stderr are separate streams', { skip }, async () => {
+  const r = await collect(sprite.spawn('sh', ['-c', 'echo stdout; echo stderr >&2']));
+  assert.deepEqual(r, { stdout: 'stdout\n', stderr: 'stderr\n', code: 0 });
+});
+
+test('arguments with spaces survive the query string', { skip }, async () => {
+  const r = await sprite.execFile('echo', ['a b', 'c+d', 'e=f&g']);
+  assert.equal(r.stdout, 'a b c+d e=f&g\n');
+});
+
+test('the working directory: /home/sprite by default, or as asked', { skip }, async () => {
+  assert.equal((await sprite.exec('pwd')).stdout, '/home/sprite\n');
+  assert.equal((await sprite.exec('pwd', { cwd: '/tmp' })).stdout, '/tmp\n');
+});
+
+test('env replaces the default environment and the program is still found', { skip }, async () => {
+  const r = await sprite.execFile('env', [], { env: { TEST_VAR: 'hello', ANOTHER_VAR: 'world' } });
+  const lines = r.stdout.trim().split('\n').sort();
+  assert.deepEqual(lines, ['ANOTHER_VAR=world', 'TEST_VAR=hello']);
+});
+
+test('without a TTY, tty says so', { skip }, async () => {
+  await assert.rejects(sprite.exec('tty'), (err) => err.exitCode === 1 && err.result?.stdout === 'not a tty\n'
+    || (err.exitCode === 1 && String(err.stdout ?? err.result?.stdout ?? '').includes('not a tty')));
+});
+
+test('stdin reaches the process, and its end is an EOF', { skip }, async () => {
+  const cmd = sprite.spawn('cat');
+  const done = collect(cmd);
+  await new Promise((resolve) => cmd.on('spawn', resolve));
+  cmd.stdin.write('abc');
+  cmd.stdin.end();
+  assert.deepEqual(await done, { stdout: 'abc', stderr: '', code: 0 });
+});
+
+test('ten concurrent execs each get their own output', { skip }, async () => {
+  const rs = await Promise.all([...Array(10).keys()].map((i) => sprite.exec(`echo concurrent-command-${i}`)));
+  rs.forEach((r, i) => assert.equal(r.stdout, `concurrent-command-${i}\n`));
+});
+
+test('a missing program: a message on stderr and exit 127', { skip }, async () => {
+  await assert.rejects(sprite.exec('no-such-program-here'), (err) => {
+    assert.equal(err.exitCode, 127);
+    assert.match(err.result?.stderr ?? err.stderr ?? '', /no-such-program-here/);
+    return true;
+  });
+});
+
+test('kill() sends SIGTERM to the process: exit 143', { skip }, async () => {
+  const cmd = sprite.spawn('sleep', ['100']);
+  const done = collect(cmd);
+  await new Promise((resolve) => cmd.on('spawn', resolve));
+  await new Promise((r) => setTimeout(r, 200));
+  cmd.kill('SIGTERM');
+  assert.equal((await done).code, 143);
+});
+
+test('TTY: the terminal is sized before the program starts', { skip }, async () => {
+  const cmd = sprite.spawn('stty', ['size'], { tty: true, rows: 24, cols: 80 });
+  const r = await collect(cmd);
+  assert.equal(r.code, 0);
+  assert.equal(r.stdout.trim(), '24 80');
+});
+
+test('TTY: tty names a pts, exit 0', { skip }, async () => {
+  const r = await collect(sprite.spawn('tty', [], { tty: true }));
+  assert.equal(r.code, 0);
+  assert.match(r.stdout, /^\/dev\/pts\/\d+/);
+});
+
+test('TTY: a failing command reports a non-zero exit', { skip }, async () => {
+  const r = await collect(sprite.spawn('sh', ['-c', 'exit 3'], { tty: true }));
+  assert.notEqual(r.code, 0);
+});
+
+test('TTY: resize reaches the terminal', { skip }, async () => {
+  const cmd = sprite.spawn('sh', ['-c', 'read x; stty size'], { tty: true, rows: 24, cols: 80 });
+  const done = collect(cmd);
+  await new Promise((resolve) => cmd.on('spawn', resolve));
+  cmd.resize(100, 30);
+  await new Promise((r) => setTimeout(r, 200));
+  cmd.stdin.write('\n');
+  const r = await done;
+  assert.equal(r.code, 0);
+  assert.match(r.stdout, /30 100/);
+});
+
+test('20 MB of output arrives intact', { skip }, async () => {
+  const r = await sprite.execFile('sh', ['-c', 'head -c 20000000 /dev/zero | tr "\\0" x'], { maxBuffer: 64 << 20 });
+  assert.equal(r.stdout.length, 20000000);
+  assert.ok(/^x+$/.test(r.stdout));
+});
+
+test('a command silent for 60 s still completes (server keepalive)', { skip, timeout: 120000 }, async () => {
+  const long = await sprite.execFile('sh', ['-c', 'sleep 60; echo done']);
+  assert.equal(long.stdout, 'done\n');
+});
