@@ -97,6 +97,7 @@ class Pid1 {
     Status (Pid1::*fn)();
   };
 
+  Status step_root();
   Status step_mount_filesystems();
   Status step_load_config();
   Status step_mount_cgroup2();
@@ -150,6 +151,7 @@ class Pid1 {
 
 // Boot steps, in order; a later issue's components slot in before "api".
 constexpr Pid1::Step kVmSteps[] = {
+    {"root", true, &Pid1::step_root},
     {"mount_filesystems", true, &Pid1::step_mount_filesystems},
     {"load_config", true, &Pid1::step_load_config},
     {"mount_cgroup2", true, &Pid1::step_mount_cgroup2},
@@ -168,6 +170,13 @@ constexpr Pid1::Step kHostSteps[] = {
     {"api", true, &Pid1::step_api},
     {"endpoint", true, &Pid1::step_host_endpoint},
 };
+
+Status Pid1::step_root() {
+  bool moved = false;
+  if (auto s = leave_initramfs(moved); !s) return s;
+  log_.info(moved ? "root: the initramfs, now under a bind mount" : "root: already a mount with a parent");
+  return {};
+}
 
 Status Pid1::step_mount_filesystems() {
   if (auto s = mount_api_filesystems(log_); !s) return s;

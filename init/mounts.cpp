@@ -2,7 +2,9 @@
 #include "init/mounts.hpp"
 
 #include <sys/mount.h>
+#include <unistd.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 
 #include <cerrno>
 #include <sstream>
@@ -55,6 +57,24 @@ Result<std::string> mount_cgroup2(const std::string& path, std::vector<std::stri
       errno != EBUSY)
     return sys_error("mount(cgroup2, " + path + ")");
   return container::enable_subtree_controllers(path, refused);
+}
+
+Status leave_initramfs(bool& moved) {
+  moved = false;
+  struct statfs st {};
+  if (::statfs("/", &st) != 0) return sys_error("statfs(/)");
+  constexpr long kRamfs = 0x858458f6, kTmpfs = 0x01021994;
+  if (st.f_type != kRamfs && st.f_type != kTmpfs) return {};
+  const char* dir = "/.bp-root";
+  if (::mkdir(dir, 0700) != 0 && errno != EEXIST) return sys_error("mkdir(/.bp-root)");
+  if (::mount("/", dir, nullptr, MS_BIND, nullptr) != 0) return sys_error("mount(/, /.bp-root, MS_BIND)");
+  if (::chdir(dir) != 0) return sys_error("chdir(/.bp-root)");
+  if (::mount(".", "/", nullptr, MS_MOVE, nullptr) != 0) return sys_error("mount(/.bp-root, /, MS_MOVE)");
+  if (::chroot(".") != 0) return sys_error("chroot(.)");
+  if (::chdir("/") != 0) return sys_error("chdir(/)");
+  ::rmdir(dir);  // in the new root it is an empty directory again
+  moved = true;
+  return {};
 }
 
 Status private_mounts_and_proc() {

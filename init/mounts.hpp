@@ -19,6 +19,12 @@ Status mount_api_filesystems(const Logger& log);
 // shows them; refused ones go to *refused.
 Result<std::string> mount_cgroup2(const std::string& path, std::vector<std::string>* refused);
 
+// VM mode, before anything is mounted: when the root is the initramfs, give it a parent
+// mount (what switch_root does, minus the switch): bind it onto a directory of itself,
+// move that mount onto /, chroot into it. pivot_root(2), which every container start
+// needs, refuses a root without a parent. Sets moved when it did so.
+Status leave_initramfs(bool& moved);
+
 // Host mode: our mounts stay ours (the root made rprivate) and /proc shows our pid
 // namespace.
 Status private_mounts_and_proc();

@@ -170,6 +170,8 @@ int main(int argc, char** argv) {
         out = s ? json{{"ok", true}, {"init_pid", c->init_pid()}, {"cgroup", c->cgroup_path()},
                        {"unsupported", c->unsupported_limits()}}
                 : json{{"ok", false}, {"error", s.error().what}};
+      } else if (op != "time_host" && op != "quit" && !c) {
+        out = {{"ok", false}, {"error", "no container: start one first"}};
       } else if (op == "exec" || op == "spawn") {
         out = do_exec(*c, reaper, cmd, op == "exec");
       } else if (op == "time_host") {
