@@ -1,0 +1,263 @@
+// api/cli/client.cpp — HTTP and WebSocket exec for the CLI, on Beast.
+#include "api/cli/client.hpp"
+
+#include <signal.h>
+#include <sys/ioctl.h>
+#include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <termios.h>
+#include <unistd.h>
+
+#include <array>
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/connect.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/posix/stream_descriptor.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <boost/beast/websocket.hpp>
+#include <nlohmann/json.hpp>
+#include <stdexcept>
+
+namespace bp::cli {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+namespace websocket = beast::websocket;
+using tcp = asio::ip::tcp;
+using asio::awaitable;
+using namespace asio::experimental::awaitable_operators;
+constexpr auto tuple_awaitable = asio::as_tuple(asio::use_awaitable);
+
+namespace {
+
+struct HostPort {
+  std::string host, port;
+};
+
+HostPort split_url(const std::string& url) {
+  std::string rest = url;
+  if (rest.rfind("http://", 0) == 0) rest.erase(0, 7);
+  else throw std::runtime_error("only http:// endpoints are supported, got " + url);
+  if (auto slash = rest.find('/'); slash != std::string::npos) rest.erase(slash);
+  auto colon = rest.rfind(':');
+  if (colon == std::string::npos) return {rest, "80"};
+  std::string host = rest.substr(0, colon);
+  if (host.size() > 1 && host.front() == '[') host = host.substr(1, host.size() - 2);
+  return {host, rest.substr(colon + 1)};
+}
+
+// The terminal in raw mode for as long as this lives.
+class RawTerminal {
+ public:
+  explicit RawTerminal(bool enable) {
+    if (!enable || !::isatty(0) || ::tcgetattr(0, &saved_) != 0) return;
+    termios raw = saved_;
+    ::cfmakeraw(&raw);
+    active_ = ::tcsetattr(0, TCSANOW, &raw) == 0;
+  }
+  ~RawTerminal() { restore(); }
+  void restore() {
+    if (active_) ::tcsetattr(0, TCSANOW, &saved_);
+    active_ = false;
+  }
+
+ private:
+  termios saved_{};
+  bool active_ = false;
+};
+
+void write_all_fd(int fd, const char* p, std::size_t n) {
+  while (n > 0) {
+    ssize_t w = ::write(fd, p, n);
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) return;
+    p += w;
+    n -= static_cast<std::size_t>(w);
+  }
+}
+
+using Ws = websocket::stream<beast::tcp_stream>;
+
+struct ExecState {
+  int exit_code = -1;
+  bool done = false;
+};
+
+awaitable<void> receive(Ws& ws, ExecState& st, bool tty) {
+  beast::flat_buffer buf;
+  for (;;) {
+    auto [ec, n] = co_await ws.async_read(buf, tuple_awaitable);
+    if (ec) {
+      if (st.exit_code < 0) {
+        auto code = ws.reason().code;
+        st.exit_code = code == 1000 ? 0 : code >= 4000 && code <= 4255 ? code - 4000 : 255;
+      }
+      break;
+    }
+    auto d = buf.cdata();
+    const char* p = static_cast<const char*>(d.data());
+    std::size_t len = d.size();
+    if (ws.got_text()) {
+      auto j = nlohmann::json::parse(std::string(p, len), nullptr, false);
+      if (j.is_object() && j.value("type", "") == "exit") st.exit_code = j.value("exit_code", 0);
+    } else if (tty) {
+      write_all_fd(1, p, len);
+    } else if (len > 0) {
+      if (p[0] == 0x01) write_all_fd(1, p + 1, len - 1);
+      else if (p[0] == 0x02) write_all_fd(2, p + 1, len - 1);
+      else if (p[0] == 0x03 && len == 2) st.exit_code = static_cast<unsigned char>(p[1]);
+    }
+    buf.consume(buf.size());
+  }
+  st.done = true;
+}
+
+// Our stdin to the process: raw bytes with a terminal, else 0x00-prefixed frames and a
+// final 0x04 (EOF). Sends go through the one writer: this coroutine.
+awaitable<void> send_input(Ws& ws, ExecState& st, bool tty) {
+  struct stat sb {};
+  ::fstat(0, &sb);
+  // epoll cannot wait on a regular file: read those directly (they never block long).
+  bool pollable = !S_ISREG(sb.st_mode);
+  std::optional<asio::posix::stream_descriptor> in;
+  if (pollable) in.emplace(co_await asio::this_coro::executor, ::dup(0));
+  std::array<char, 32768> buf;
+  // SIGWINCH through a signalfd, so the resize goes out from this coroutine too.
+  sigset_t winch;
+  sigemptyset(&winch);
+  sigaddset(&winch, SIGWINCH);
+  std::optional<asio::posix::stream_descriptor> sig;
+  if (tty) {
+    ::sigprocmask(SIG_BLOCK, &winch, nullptr);
+    sig.emplace(co_await asio::this_coro::executor, ::signalfd(-1, &winch, SFD_CLOEXEC | SFD_NONBLOCK));
+  }
+  auto send_resize = [&]() -> awaitable<void> {
+    winsize w{};
+    if (::ioctl(1, TIOCGWINSZ, &w) != 0 || !w.ws_row) co_return;
+    std::string msg = nlohmann::json{{"type", "resize"}, {"rows", w.ws_row}, {"cols", w.ws_col}}.dump();
+    ws.text(true);
+    co_await ws.async_write(asio::buffer(msg), tuple_awaitable);
+  };
+  for (;;) {
+    if (st.done) co_return;
+    std::size_t n = 0;
+    boost::system::error_code ec;
+    if (!pollable) {
+      ssize_t r = ::read(0, buf.data(), buf.size());
+      if (r <= 0) ec = asio::error::eof;
+      else n = static_cast<std::size_t>(r);
+    } else if (sig) {
+      signalfd_siginfo si;
+      auto r = co_await (in->async_read_some(asio::buffer(buf), tuple_awaitable) ||
+                         sig->async_wait(asio::posix::descriptor_base::wait_read, tuple_awaitable));
+      if (r.index() == 1) {
+        while (::read(sig->native_handle(), &si, sizeof si) > 0) {
+        }
+        co_await send_resize();
+        continue;
+      }
+      std::tie(ec, n) = std::get<0>(r);
+    } else {
+      std::tie(ec, n) = co_await in->async_read_some(asio::buffer(buf), tuple_awaitable);
+    }
+    if (ec) {
+      if (!tty) {
+        char eof = 0x04;
+        ws.binary(true);
+        co_await ws.async_write(asio::buffer(&eof, 1), tuple_awaitable);
+      }
+      co_return;
+    }
+    std::string frame;
+    if (!tty) frame.push_back(0x00);
+    frame.append(buf.data(), n);
+    ws.binary(true);
+    auto [wec, wn] = co_await ws.async_write(asio::buffer(frame), tuple_awaitable);
+    if (wec) co_return;
+  }
+}
+
+}  // namespace
+
+std::string url_encode(const std::string& s) {
+  static const char* hex = "0123456789ABCDEF";
+  std::string out;
+  for (unsigned char c : s) {
+    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
+      out += static_cast<char>(c);
+    } else {
+      out += '%';
+      out += hex[c >> 4];
+      out += hex[c & 15];
+    }
+  }
+  return out;
+}
+
+Reply request(const Endpoint& ep, const std::string& method, const std::string& target, const std::string& body) {
+  asio::io_context io;
+  auto hp = split_url(ep.url);
+  beast::tcp_stream stream(io);
+  stream.connect(tcp::resolver(io).resolve(hp.host, hp.port));
+  http::request<http::string_body> req{http::string_to_verb(method), target, 11};
+  req.set(http::field::host, hp.host);
+  req.set(http::field::authorization, "Bearer " + ep.token);
+  req.set(http::field::content_type, "application/json");
+  req.body() = body;
+  req.prepare_payload();
+  http::write(stream, req);
+  beast::flat_buffer buf;
+  http::response<http::string_body> res;
+  http::read(stream, buf, res);
+  beast::error_code ec;
+  stream.socket().shutdown(tcp::socket::shutdown_both, ec);
+  return {static_cast<int>(res.result_int()), res.body()};
+}
+
+int run_exec(const Endpoint& ep, const ExecOptions& o) {
+  asio::io_context io;
+  auto hp = split_url(ep.url);
+  std::string target = "/v1/sprites/" + url_encode(o.sprite) + "/exec?";
+  for (const auto& a : o.argv) target += "cmd=" + url_encode(a) + "&";
+  target += "path=" + url_encode(o.argv[0]) + "&stdin=true";
+  if (o.tty) {
+    winsize w{};
+    if (::ioctl(1, TIOCGWINSZ, &w) == 0 && w.ws_row)
+      target += "&tty=true&rows=" + std::to_string(w.ws_row) + "&cols=" + std::to_string(w.ws_col);
+    else
+      target += "&tty=true";
+  }
+  Ws ws(io);
+  beast::get_lowest_layer(ws).connect(tcp::resolver(io).resolve(hp.host, hp.port));
+  ws.set_option(websocket::stream_base::decorator(
+      [&](websocket::request_type& req) { req.set(http::field::authorization, "Bearer " + ep.token); }));
+  websocket::response_type res;
+  beast::error_code ec;
+  ws.handshake(res, hp.host, target, ec);
+  if (ec) {
+    std::string why = res.body().empty() ? ec.message() : res.body();
+    throw std::runtime_error("exec: " + std::to_string(res.result_int()) + " " + why);
+  }
+  ws.read_message_max(8 << 20);
+  ExecState st;
+  RawTerminal raw(o.tty);
+  // Input runs beside the output; the session ends with the output (the server closes
+  // after the exit indication), whatever the input is doing then (a terminal never ends).
+  asio::co_spawn(io, [&]() -> awaitable<void> { co_await send_input(ws, st, o.tty); }, asio::detached);
+  asio::co_spawn(io, [&]() -> awaitable<void> {
+    co_await receive(ws, st, o.tty);
+    io.stop();
+  }, asio::detached);
+  io.run();
+  raw.restore();
+  return st.exit_code < 0 ? 255 : st.exit_code;
+}
+
+}  // namespace bp::cli

@@ -1,0 +1,167 @@
+// api/cli/main.cpp — `ballpoint`: the command line for a ballpoint runtime, speaking only its public API.
+//
+//   ballpoint create NAME | list | destroy NAME | use NAME
+//   ballpoint exec [-t] [NAME] -- CMD [ARG...]     (exit code propagated)
+//   ballpoint console [NAME]                         (an interactive shell in the sprite)
+// The runtime is found through --endpoint FILE, $BALLPOINT_ENDPOINT, $BALLPOINT_STATE/endpoint.json
+// or /var/lib/ballpoint/endpoint.json; --url and --token (or $BALLPOINT_URL, $BALLPOINT_TOKEN) win.
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "api/cli/client.hpp"
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+using namespace bp::cli;
+
+namespace {
+
+int usage(int code) {
+  std::fputs(
+      "usage: ballpoint [--endpoint FILE | --url URL --token TOKEN] COMMAND\n"
+      "  create NAME                  make a sprite\n"
+      "  list                         the sprites, with their status\n"
+      "  destroy NAME                 delete a sprite and everything in it\n"
+      "  use NAME                     make NAME the default sprite of exec and console\n"
+      "  exec [-t] [NAME] -- CMD...   run CMD in the sprite; -t gives it a terminal\n"
+      "  console [NAME]               an interactive shell in the sprite\n",
+      code ? stderr : stdout);
+  return code;
+}
+
+std::string config_dir() {
+  if (const char* x = std::getenv("XDG_CONFIG_HOME"); x && *x) return std::string(x) + "/ballpoint";
+  if (const char* h = std::getenv("HOME"); h && *h) return std::string(h) + "/.config/ballpoint";
+  return "/tmp/ballpoint-config";
+}
+
+std::string default_sprite() {
+  std::ifstream f(config_dir() + "/default-sprite");
+  std::string name;
+  std::getline(f, name);
+  return name;
+}
+
+bool read_endpoint(const std::string& path, Endpoint& ep, std::string& err) {
+  std::ifstream f(path);
+  if (!f) {
+    err = "cannot read " + path + " (is the runtime running? scripts/run starts one; as another user, use sudo)";
+    return false;
+  }
+  json j = json::parse(f, nullptr, false);
+  if (!j.is_object() || !j["url"].is_string() || !j["token"].is_string()) {
+    err = path + ": not an endpoint file ({\"url\": ..., \"token\": ...})";
+    return false;
+  }
+  ep.url = j["url"];
+  ep.token = j["token"];
+  return true;
+}
+
+void print_error(const Reply& r) {
+  json j = json::parse(r.body, nullptr, false);
+  std::string msg = j.is_object() && j["message"].is_string() ? j["message"].get<std::string>() : r.body;
+  std::fprintf(stderr, "ballpoint: %d: %s\n", r.status, msg.c_str());
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::vector<std::string> args(argv + 1, argv + argc);
+  std::string endpoint_file, url, token;
+  if (const char* e = std::getenv("BALLPOINT_URL")) url = e;
+  if (const char* e = std::getenv("BALLPOINT_TOKEN")) token = e;
+  if (const char* e = std::getenv("BALLPOINT_ENDPOINT")) endpoint_file = e;
+  std::size_t i = 0;
+  for (; i < args.size() && args[i].rfind("--", 0) == 0 && args[i] != "--"; ++i) {
+    auto value = [&](std::string& out) {
+      if (i + 1 >= args.size()) std::exit(usage(2));
+      out = args[++i];
+    };
+    if (args[i] == "--endpoint") value(endpoint_file);
+    else if (args[i] == "--url") value(url);
+    else if (args[i] == "--token") value(token);
+    else if (args[i] == "--help") return usage(0);
+    else return usage(2);
+  }
+  if (i >= args.size()) return usage(2);
+  std::string cmd = args[i++];
+  std::vector<std::string> rest(args.begin() + static_cast<long>(i), args.end());
+
+  if (cmd == "use") {
+    if (rest.size() != 1) return usage(2);
+    fs::create_directories(config_dir());
+    std::ofstream(config_dir() + "/default-sprite") << rest[0] << "\n";
+    return 0;
+  }
+
+  Endpoint ep{url, token};
+  if (ep.url.empty() || ep.token.empty()) {
+    if (endpoint_file.empty()) {
+      const char* state = std::getenv("BALLPOINT_STATE");
+      endpoint_file = std::string(state && *state ? state : "/var/lib/ballpoint") + "/endpoint.json";
+    }
+    std::string err;
+    if (!read_endpoint(endpoint_file, ep, err)) {
+      std::fprintf(stderr, "ballpoint: %s\n", err.c_str());
+      return 1;
+    }
+  }
+
+  try {
+    if (cmd == "create" || cmd == "destroy") {
+      if (rest.size() != 1) return usage(2);
+      Reply r = cmd == "create" ? request(ep, "POST", "/v1/sprites", json{{"name", rest[0]}}.dump())
+                                : request(ep, "DELETE", "/v1/sprites/" + url_encode(rest[0]), "");
+      if (r.status / 100 != 2) {
+        print_error(r);
+        return 1;
+      }
+      std::printf("%s %s\n", cmd == "create" ? "created" : "destroyed", rest[0].c_str());
+      return 0;
+    }
+    if (cmd == "list") {
+      Reply r = request(ep, "GET", "/v1/sprites", "");
+      if (r.status != 200) {
+        print_error(r);
+        return 1;
+      }
+      json j = json::parse(r.body, nullptr, false);
+      for (const auto& s : j.value("sprites", json::array()))
+        std::printf("%-32s %s\n", s.value("name", "").c_str(), s.value("status", "").c_str());
+      return 0;
+    }
+    if (cmd == "exec" || cmd == "console") {
+      ExecOptions o;
+      std::size_t k = 0;
+      if (cmd == "exec" && k < rest.size() && rest[k] == "-t") o.tty = true, ++k;
+      if (k < rest.size() && rest[k] != "--") o.sprite = rest[k++];
+      if (o.sprite.empty()) o.sprite = default_sprite();
+      if (o.sprite.empty()) {
+        std::fputs("ballpoint: which sprite? name it, or set a default with `ballpoint use NAME`\n", stderr);
+        return 2;
+      }
+      if (cmd == "console") {
+        o.tty = true;
+        o.argv = {"sh", "-c", "if command -v bash >/dev/null; then exec bash -l; else exec sh -l; fi"};
+      } else {
+        if (k < rest.size() && rest[k] == "--") ++k;
+        o.argv.assign(rest.begin() + static_cast<long>(k), rest.end());
+        if (o.argv.empty()) return usage(2);
+      }
+      return run_exec(ep, o);
+    }
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "ballpoint: %s\n", e.what());
+    return 1;
+  }
+  return usage(2);
+}

@@ -1,0 +1,106 @@
+"""The `ballpoint` CLI as a new user runs it against a host-mode runtime: create, list, exec with
+exit codes and stdin, console through a real terminal, destroy; bad input gets clear errors."""
+import os
+import pty
+import select
+import subprocess
+import time
+import unittest
+
+import harness
+from harness import Runtime
+
+CLI = os.environ.get("BALLPOINT_CLI", "")
+BASE = os.environ.get("BALLPOINT_BASE_IMAGE", "")
+
+
+class Cli(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        harness.require_root(cls)
+        if not CLI or not BASE:
+            raise unittest.SkipTest("BALLPOINT_CLI or BALLPOINT_BASE_IMAGE not set")
+        cls.rt = Runtime(extra=["--set", f"base_image={BASE}"])
+        cls.rt.wait_ready()
+        cls.env = dict(os.environ, BALLPOINT_STATE=cls.rt.state, XDG_CONFIG_HOME=os.path.join(cls.rt.dir, "cfg"))
+
+    @classmethod
+    def tearDownClass(cls):
+        code, _ = cls.rt.stop()
+        cls.rt.kill()
+        assert code == 0, cls.rt.console()
+
+    def cli(self, *args, stdin=None):
+        return subprocess.run([CLI, *args], input=stdin, capture_output=True, text=True, env=self.env, timeout=60)
+
+    def test_a_new_users_session(self):
+        r = self.cli("create", "demo")
+        self.assertEqual((r.returncode, r.stdout), (0, "created demo\n"), r.stderr)
+        self.assertIn("demo", self.cli("list").stdout)
+        r = self.cli("exec", "demo", "--", "uname", "-a")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertTrue(r.stdout.startswith("Linux demo "), r.stdout)
+        for code in (0, 1, 42, 255):
+            self.assertEqual(self.cli("exec", "demo", "--", "sh", "-c", f"exit {code}").returncode, code)
+        r = self.cli("exec", "demo", "--", "sh", "-c", "echo out; echo err >&2")
+        self.assertEqual((r.stdout, r.stderr), ("out\n", "err\n"))
+        r = self.cli("exec", "demo", "--", "sh", "-c", "tr a-z A-Z", stdin="piped input\n")
+        self.assertEqual(r.stdout, "PIPED INPUT\n")
+        r = self.cli("exec", "demo", "--", "no-such-program")
+        self.assertEqual(r.returncode, 127)
+        self.assertIn("no-such-program", r.stderr)
+        self.assertEqual(self.cli("use", "demo").returncode, 0)
+        self.assertEqual(self.cli("exec", "--", "hostname").stdout, "demo\n")
+        r = self.cli("destroy", "demo")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertNotIn("demo", self.cli("list").stdout)
+
+    def test_console_through_a_terminal(self):
+        self.assertEqual(self.cli("create", "con").returncode, 0)
+        pid, fd = pty.fork()
+        if pid == 0:
+            os.execve(CLI, [CLI, "console", "con"], self.env)
+        out = b""
+
+        def read_until(marker, timeout_s=20):
+            nonlocal out
+            deadline = time.monotonic() + timeout_s
+            while marker not in out and time.monotonic() < deadline:
+                r, _, _ = select.select([fd], [], [], 0.2)
+                if r:
+                    try:
+                        out += os.read(fd, 4096)
+                    except OSError:
+                        break
+            return marker in out
+
+        try:
+            os.write(fd, b"echo hi-$((40+2)); tty\n")
+            self.assertTrue(read_until(b"hi-42"), out)
+            self.assertTrue(read_until(b"/dev/pts/"), out)
+            os.write(fd, b"exit 3\n")
+            _, status = os.waitpid(pid, 0)
+            self.assertEqual(os.waitstatus_to_exitcode(status), 3, out)
+        finally:
+            os.close(fd)
+            self.cli("destroy", "con")
+
+    def test_clear_errors(self):
+        r = self.cli("exec", "ghost", "--", "true")
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn("not found", r.stderr)
+        r = self.cli("create", "Bad_Name")
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("400", r.stderr)
+        r = subprocess.run([CLI, "list"], capture_output=True, text=True, timeout=30,
+                           env=dict(os.environ, BALLPOINT_STATE="/nonexistent"))
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("endpoint.json", r.stderr)
+        r = subprocess.run([CLI, "--url", self.rt.endpoint["url"], "--token", "wrong", "list"], capture_output=True,
+                           text=True, timeout=30)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("401", r.stderr)
+
+
+if __name__ == "__main__":
+    harness.main()
