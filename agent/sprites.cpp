@@ -91,6 +91,7 @@ Status SpriteManager::start_container(const std::string& name) {
   cc.rootfs = dir_of(name) + "/root";
   cc.cgroup_parent = cfg_.cgroup_parent;
   cc.limits = cfg_.limits;
+  cc.no_new_privs = cfg_.no_new_privs;
   if (auto r = read_file("/etc/resolv.conf"); r) cc.resolv_conf = *r;
   auto c = std::make_shared<container::Container>(cc);
   if (auto s = c->start(); !s) return s;

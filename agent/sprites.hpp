@@ -17,6 +17,7 @@ struct SpritesConfig {
   std::string base_image;     // a root directory every new sprite starts from; "" = none
   std::string cgroup_parent;  // where the sprites' cgroups go
   container::Limits limits;
+  bool no_new_privs = false;
   std::size_t max_sprites = 16;
   int stop_grace_ms = 5000;
 };

@@ -343,6 +343,7 @@ Status Pid1::step_host_sprites() {
   sc.base_image = cfg_.base_image;
   sc.cgroup_parent = cgroup_parent_->dir.path();
   sc.max_sprites = cfg_.max_sprites;
+  sc.no_new_privs = cfg_.no_new_privs;
   if (cfg_.limits.memory_max) sc.limits.memory_max = cfg_.limits.memory_max;
   if (cfg_.limits.memory_swap_max) sc.limits.memory_swap_max = cfg_.limits.memory_swap_max;
   if (cfg_.limits.pids_max) sc.limits.pids_max = cfg_.limits.pids_max;

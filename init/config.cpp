@@ -210,6 +210,17 @@ const std::map<std::string, Binder>& binders() {
          c.max_sprites = static_cast<std::uint32_t>(*n);
          return {};
        }},
+      {"sprites.no_new_privs",
+       [](Config& c, const json& v) -> Status {
+         if (v.is_boolean()) {
+           c.no_new_privs = v.get<bool>();
+         } else if (v.is_string() && (v == "true" || v == "false")) {
+           c.no_new_privs = v == "true";
+         } else {
+           return make_error("must be true or false");
+         }
+         return {};
+       }},
       {"limits.memory_max", uint_field(&Config::Limits::memory_max)},
       {"limits.memory_swap_max", uint_field(&Config::Limits::memory_swap_max)},
       {"limits.pids_max", uint_field(&Config::Limits::pids_max)},

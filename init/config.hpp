@@ -33,6 +33,7 @@ struct Config {
   } net;
   std::string base_image;        // host mode: root directory new sprites start from
   std::uint32_t max_sprites = 16;
+  bool no_new_privs = false;     // sprites' processes: off, so setuid programs (sudo) work
   struct Limits {                // every sprite's container
     std::uint64_t memory_max = 0;       // bytes; 0: none
     std::uint64_t memory_swap_max = 0;  // bytes; 0: none

@@ -34,13 +34,19 @@ TEST_CASE("nested JSON binds by dotted key", "[config]") {
 TEST_CASE("overrides win over the file, in order, with string values", "[config]") {
   auto c = parse_config(R"({"hostname":"box","modules":["a"]})",
                         {{"hostname", "first"}, {"hostname", "second"}, {"modules", "fuse,loop"},
-                         {"shutdown.timeout_ms", "250"}, {"api.listen", "[::1]:8080"}});
+                         {"shutdown.timeout_ms", "250"}, {"api.listen", "[::1]:8080"},
+                         {"sprites.no_new_privs", "true"}, {"limits.pids_max", "512"},
+                         {"limits.cpu_max", "50000 100000"}, {"base_image", "/var/lib/img"}});
   REQUIRE(c);
   CHECK(c->hostname == "second");
   CHECK(c->modules == std::vector<std::string>{"fuse", "loop"});
   CHECK(c->shutdown_timeout_ms == 250);
   CHECK(c->api.listen.host == "::1");
   CHECK(c->api.listen.port == 8080);
+  CHECK(c->no_new_privs);
+  CHECK(c->limits.pids_max == 512);
+  CHECK(c->limits.cpu_max == "50000 100000");
+  CHECK(c->base_image == "/var/lib/img");
 }
 
 TEST_CASE("bad config gives an error naming the key", "[config]") {
@@ -66,6 +72,10 @@ TEST_CASE("bad config gives an error naming the key", "[config]") {
       {"", {{"api.token", "short"}}, "config: api.token: "},
       {R"({"apii":{"listen":"1.2.3.4:5"}})", {}, "config: apii.listen: unknown key"},
       {"", {{"nonsense", "1"}}, "config: nonsense: unknown key"},
+      {"", {{"sprites.no_new_privs", "yes"}}, "config: sprites.no_new_privs: "},
+      {"", {{"limits.cpu_max", "fast"}}, "config: limits.cpu_max: "},
+      {"", {{"base_image", "relative/dir"}}, "config: base_image: "},
+      {"", {{"org", "Not A Slug"}}, "config: org: "},
   };
   for (const auto& c : cases) {
     INFO(c.json << " / " << (c.ov.empty() ? "" : c.ov[0].first + "=" + c.ov[0].second));
