@@ -69,7 +69,7 @@ Status SpriteManager::mount_root(const std::string& name, const std::string& bas
   for (const char* sub : {"/upper", "/work", "/root"})
     if (::mkdir((d + sub).c_str(), 0755) != 0 && errno != EEXIST) return sys_error("mkdir(" + d + sub + ")");
   std::string opts = "lowerdir=" + base_image + ",upperdir=" + d + "/upper,workdir=" + d + "/work";
-  if (::mount("overlay", (d + "/root").c_str(), "overlay", 0, opts.c_str()) != 0 && errno != EBUSY)
+  if (::mount("overlay", (d + "/root").c_str(), "overlay", 0, opts.c_str()) != 0)
     return sys_error("mount(overlay, " + d + "/root)");
   return {};
 }
@@ -106,6 +106,8 @@ Status SpriteManager::load() {
   std::error_code ec;
   fs::create_directories(dir, ec);
   if (ec) return make_error("mkdir(" + dir + "): " + ec.message(), ec.value());
+  // Container root makes setuid files and device nodes in upper/: only root may get near.
+  if (::chmod(dir.c_str(), 0700) != 0) return sys_error("chmod(" + dir + ")");
   if (cfg_.base_image.empty()) {
     log.warn("no base image configured: sprites cannot be created or started (set base_image)");
     return {};
@@ -202,6 +204,13 @@ Status SpriteManager::destroy(const std::string& name) {
   }
   Status s;
   if (c) s = c->stop(cfg_.stop_grace_ms);
+  if (!s) {
+    // Something of it may still run: keep everything, so nothing is deleted under it.
+    std::lock_guard lk(mu_);
+    containers_[name] = std::move(c);
+    busy_.erase(name);
+    return std::move(s.error()).wrap("destroy sprite " + name);
+  }
   c.reset();
   unmount_root(name);
   std::error_code ec;
@@ -214,7 +223,6 @@ Status SpriteManager::destroy(const std::string& name) {
     busy_.erase(name);
   }
   Logger("agent.sprites").info("sprite destroyed", {{"sprite", name}});
-  if (!s) return std::move(s.error()).wrap("destroy sprite " + name);
   if (ec) return make_error("destroy sprite " + name + ": remove: " + ec.message(), ec.value());
   return {};
 }

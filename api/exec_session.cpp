@@ -16,6 +16,7 @@
 #include <boost/asio/write.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <chrono>
+#include <cstdlib>
 #include <ctime>
 #include <deque>
 #include <optional>
@@ -45,7 +46,7 @@ constexpr std::size_t kOutboxFrames = 64;       // then producers wait: a slow c
 constexpr std::size_t kReadChunk = 32 * 1024;   // output frames stay well under 64 KiB
 constexpr auto kKeepalive = 15s;                // the JS SDK aborts after 45 s of silence
 constexpr auto kDrainAfterExit = 1s;            // a background child may hold the pipes open
-constexpr int kDefaultNonTtyLingerMs = 10000;   // API.md 2.2: non-TTY default run-after-disconnect
+constexpr int kDefaultNonTtyLingerMs = 10000;   // API.md 2.2: the non-TTY run-after-disconnect
 
 struct Frame {
   enum Kind { binary, text, close } kind = binary;
@@ -111,6 +112,7 @@ struct Session {
   bool exited = false;
   int exit_code = -1;
   bool client_gone = false;
+  int pumps_waiting = 0;  // pumps holding output the queue has no room for yet
   std::optional<asio::posix::stream_descriptor> in;  // stdin pipe, or the PTY master
   UniqueFd pty;                                      // the PTY master, for resize
   bool tty = false;
@@ -150,31 +152,48 @@ void signal_group(Session& s, int sig) {
   if (!s.exited && s.pid > 0) ::kill(-s.pid, sig);  // the process leads its own session and group
 }
 
+std::string str_field(const nlohmann::json& j, const char* key) {
+  auto it = j.find(key);
+  if (it == j.end()) return {};
+  if (it->is_string()) return it->get<std::string>();
+  if (it->is_number_integer()) return std::to_string(it->get<long long>());
+  return {};
+}
+
+int int_field(const nlohmann::json& j, const char* key) {
+  std::string v = str_field(j, key);  // numbers, or their string forms
+  char* end = nullptr;
+  long n = std::strtol(v.c_str(), &end, 10);
+  return v.empty() || *end || n <= 0 || n > 65535 ? 0 : static_cast<int>(n);
+}
+
+// Client text messages. Anything malformed is ignored (API.md 2.1.6), never thrown.
 void on_text(Session& s, std::string_view text) {
   auto j = nlohmann::json::parse(text, nullptr, false);
-  if (!j.is_object()) return;  // unknown and non-JSON text is ignored (API.md 2.1.6)
-  std::string type = j.value("type", "");
+  if (!j.is_object()) return;
+  std::string type = str_field(j, "type");
   if (type == "resize" && s.tty && s.pty) {
     winsize ws{};
-    ws.ws_row = static_cast<unsigned short>(j.value("rows", 24));
-    ws.ws_col = static_cast<unsigned short>(j.value("cols", 80));
+    ws.ws_row = static_cast<unsigned short>(int_field(j, "rows"));
+    ws.ws_col = static_cast<unsigned short>(int_field(j, "cols"));
     if (ws.ws_row && ws.ws_col) ::ioctl(s.pty.get(), TIOCSWINSZ, &ws);  // the kernel sends SIGWINCH
   } else if (type == "signal") {
-    std::string name = j["signal"].is_string() ? j["signal"].get<std::string>()
-                       : j["signal"].is_number() ? std::to_string(j["signal"].get<int>()) : "";
-    if (int sig = parse_signal(name)) signal_group(s, sig);
+    if (int sig = parse_signal(str_field(j, "signal"))) signal_group(s, sig);
   }
 }
 
+awaitable<void> wait_exit(Session& s);
+
 // After the client has gone, the process may run on for max_ms (0: for ever), then it
-// gets SIGTERM and, 5 s later, SIGKILL.
+// gets SIGTERM and, 5 s later, SIGKILL. Ends as soon as the process does.
 awaitable<void> linger(std::shared_ptr<Session> s, std::int64_t max_ms) {
   if (max_ms == 0) co_return;
-  asio::steady_timer t(co_await asio::this_coro::executor, std::chrono::milliseconds(max_ms));
-  co_await t.async_wait(tuple_awaitable);
+  auto ex = co_await asio::this_coro::executor;
+  asio::steady_timer t(ex, std::chrono::milliseconds(max_ms));
+  if ((co_await (t.async_wait(tuple_awaitable) || wait_exit(*s))).index() == 1) co_return;
   signal_group(*s, SIGTERM);
   t.expires_after(5s);
-  co_await t.async_wait(tuple_awaitable);
+  if ((co_await (t.async_wait(tuple_awaitable) || wait_exit(*s))).index() == 1) co_return;
   signal_group(*s, SIGKILL);
 }
 
@@ -186,7 +205,10 @@ awaitable<void> reader(WsStream& ws, std::shared_ptr<Session> s, std::int64_t li
       if (ec != websocket::error::closed || !s->exited) {
         s->client_gone = true;
         s->out.close();
-        if (!s->exited) asio::co_spawn(ws.get_executor(), linger(s, linger_ms), log_exit("api.exec"));
+        // A terminal whose user has gone hangs up, as a terminal does.
+        if (s->tty) signal_group(*s, SIGHUP);
+        if (!s->exited)
+          asio::co_spawn(ws.get_executor(), [s, linger_ms] { return linger(s, linger_ms); }, log_exit("api.exec"));
       }
       co_return;
     }
@@ -220,7 +242,9 @@ awaitable<void> pump(asio::posix::stream_descriptor fd, Session& s, char stream_
     if (stream_byte) f.data.push_back(stream_byte);
     f.data.append(buf.data(), n);
     if (s.client_gone) continue;  // keep draining so the process is never blocked on output
+    ++s.pumps_waiting;
     co_await s.out.room();
+    --s.pumps_waiting;
     put(s, std::move(f));
   }
 }
@@ -229,10 +253,15 @@ awaitable<void> wait_exit(Session& s) {
   if (!s.exited) co_await s.exit_timer.async_wait(tuple_awaitable);
 }
 
+// After the exit, the streams get kDrainAfterExit to reach EOF (a background child may
+// hold them open), counted only while no output waits for a slow client.
 awaitable<void> exit_then_grace(Session& s) {
   co_await wait_exit(s);
-  asio::steady_timer t(co_await asio::this_coro::executor, kDrainAfterExit);
-  co_await t.async_wait(tuple_awaitable);
+  asio::steady_timer t(co_await asio::this_coro::executor);
+  do {
+    t.expires_after(kDrainAfterExit);
+    co_await t.async_wait(tuple_awaitable);
+  } while (s.pumps_waiting > 0);
 }
 
 awaitable<void> keepalive(Session& s) {
@@ -331,14 +360,17 @@ awaitable<void> run_exec(WsStream& ws, ExecParams p, std::string sprite, std::ui
   out_w.reset();
   err_w.reset();
 
-  std::int64_t linger_ms = p.max_run_after_disconnect_ms >= 0 ? p.max_run_after_disconnect_ms
-                           : p.tty                           ? 0
-                                                             : kDefaultNonTtyLingerMs;
+  // API.md 2.2 lets a TTY run on for ever, to be attached again; this build has no
+  // attach yet, so a detached terminal gets the non-TTY default instead of leaking.
+  std::int64_t linger_ms =
+      p.max_run_after_disconnect_ms >= 0 ? p.max_run_after_disconnect_ms : kDefaultNonTtyLingerMs;
   put(*s, Frame{Frame::text, info.dump()});  // the queue is empty: queued at once, written below
   if (!proc) {
     // API.md 2.1.2: the spawn failure is reported through the stream, then 127 or 126.
     log.info("exec failed to start", {{"sprite", sprite}, {"session", session_id}, {"err", proc.error().what}});
-    int code = proc.error().code == ENOENT ? 127 : 126;
+    // 127: no such program; 126: not executable, a bad dir, anything else.
+    bool not_found = proc.error().code == ENOENT && proc.error().what.find("execve") != std::string::npos;
+    int code = not_found ? 127 : 126;
     std::string msg = "ballpoint: " + proc.error().what + "\r\n";
     // A named closure: GCC 12 may destroy a temporary one before its coroutine runs.
     auto report = [&]() -> awaitable<void> {

@@ -208,9 +208,9 @@ awaitable<void> Server::Impl::session(tcp::socket sock) {
       }
       auto target = std::get<WsRoute>(routed);
       auto params = parse_exec_params(parse_query(req.target).value_or(Query{}));
-      if (!params || !exec_) {
-        Response err = !exec_ ? json_error(503, "unavailable", "exec is not available here")
-                              : json_error(400, "bad_request", params.error().what);
+      if (!params || !exec_ || !exec_->container(target.sprite)) {
+        Response err = !params ? json_error(400, "bad_request", params.error().what)
+                               : json_error(503, "unavailable", "sprite '" + target.sprite + "' is not running");
         co_await reply_and_close(err);
         break;
       }

@@ -107,7 +107,7 @@ class Pid1 {
   Status step_api();
   Status step_host_namespaces();
   Status step_cgroup_parent();
-  Status step_host_sprites();
+  Status step_sprites();
   Status step_host_state();
   Status step_host_endpoint();
 
@@ -159,6 +159,7 @@ constexpr Pid1::Step kVmSteps[] = {
     {"load_modules", false, &Pid1::step_load_modules},
     {"hostname", false, &Pid1::step_hostname},
     {"network", false, &Pid1::step_network},
+    {"sprites", true, &Pid1::step_sprites},
     {"api", true, &Pid1::step_api},
 };
 constexpr Pid1::Step kHostSteps[] = {
@@ -166,7 +167,7 @@ constexpr Pid1::Step kHostSteps[] = {
     {"load_config", true, &Pid1::step_load_config},
     {"state_dir", true, &Pid1::step_host_state},
     {"cgroup", true, &Pid1::step_cgroup_parent},
-    {"sprites", true, &Pid1::step_host_sprites},
+    {"sprites", true, &Pid1::step_sprites},
     {"api", true, &Pid1::step_api},
     {"endpoint", true, &Pid1::step_host_endpoint},
 };
@@ -200,11 +201,14 @@ Status Pid1::step_load_config() {
     auto cmdline = read_file("/proc/cmdline");
     if (!cmdline) return std::move(cmdline.error()).wrap("config");
     ov = ballpoint_overrides(*cmdline);
-    for (const auto& [k, v] : ov)
-      if (k == "api.token")
-        return make_error("config: api.token: not accepted on the kernel command line, which every process "
-                          "can read in /proc/cmdline; put it in config.json or use api.token_file");
   }
+  // Overrides end up in /proc/cmdline (VM) or in our argv (host mode), which processes
+  // in a container can read: never a secret there.
+  for (const auto& [k, v] : ov)
+    if (k == "api.token")
+      return make_error(std::string("config: api.token: not accepted on the ") +
+                        (vm_ ? "kernel command line" : "command line") +
+                        ", which other processes can read; put it in config.json or use api.token_file");
   auto cfg = parse_config(text, ov);
   if (!cfg) return std::move(cfg.error());
   cfg_ = std::move(*cfg);
@@ -282,7 +286,7 @@ Status Pid1::step_network() {
 
 Status Pid1::step_api() {
   api::RouterConfig rc{token_, cfg_.org, kVersion, ""};
-  router_ = std::make_unique<api::Router>(rc, registry_, sprites_.get());
+  router_ = std::make_unique<api::Router>(rc, registry_, vm_ ? nullptr : sprites_.get());
   api::ServerConfig sc;
   sc.host = cfg_.api.listen.host;
   sc.port = cfg_.api.listen.port;
@@ -337,12 +341,15 @@ Status Pid1::step_cgroup_parent() {
   return {};
 }
 
-Status Pid1::step_host_sprites() {
+// Host mode: every sprite the state directory holds, and more on request. VM mode: the
+// one sprite this machine is (sprite_name), made at first boot; create and delete are
+// the control plane's (API.md 3.12), so the API gets no SpriteControl there.
+Status Pid1::step_sprites() {
   agent::SpritesConfig sc;
-  sc.state_dir = args_.state_dir;
+  sc.state_dir = vm_ ? "/var/lib/ballpoint" : args_.state_dir;
   sc.base_image = cfg_.base_image;
   sc.cgroup_parent = cgroup_parent_->dir.path();
-  sc.max_sprites = cfg_.max_sprites;
+  sc.max_sprites = vm_ ? 1 : cfg_.max_sprites;
   sc.no_new_privs = cfg_.no_new_privs;
   if (cfg_.limits.memory_max) sc.limits.memory_max = cfg_.limits.memory_max;
   if (cfg_.limits.memory_swap_max) sc.limits.memory_swap_max = cfg_.limits.memory_swap_max;
@@ -350,8 +357,17 @@ Status Pid1::step_host_sprites() {
   if (!cfg_.limits.cpu_max.empty()) sc.limits.cpu_max = cfg_.limits.cpu_max;
   if (!sc.base_image.empty() && ::access((sc.base_image + "/bin").c_str(), F_OK) != 0)
     return make_error("base_image: " + sc.base_image + " is not a root directory (no bin/ in it)", ENOENT);
+  if (vm_ && sc.base_image.empty()) {
+    log_.warn("no base_image configured: this VM runs no sprite");
+    return {};
+  }
+  if (auto s = make_state_dir(sc.state_dir); !s) return s;
   auto mgr = std::make_unique<agent::SpriteManager>(sc, registry_);
   if (auto s = mgr->load(); !s) return s;
+  if (vm_ && !registry_.get(cfg_.sprite_name)) {
+    auto rec = mgr->create(cfg_.sprite_name);
+    if (!rec) return std::move(rec.error());
+  }
   sprites_ = std::move(mgr);
   stops_.emplace_back("sprites", [this] {
     // Creates and deletes still running on the pool finish first (each is bounded).
@@ -487,7 +503,10 @@ void Pid1::request_shutdown(std::string_view why) {
         asio::steady_timer t(io_, std::chrono::milliseconds(5));
         co_await t.async_wait(asio::use_awaitable);
       }
+      // Components are stopped and connections closed: what may still wait on the loop
+      // (a session for an exit nobody will reap now, a linger timer) no longer matters.
       watchdog_->cancel();
+      io_.stop();
     }, log_exit("init.shutdown"));
   });
 }
@@ -534,8 +553,10 @@ int Pid1::run() {
 int run_pid1(const Args& args) {
   int code = 1;
   try {
-    Pid1 p(args);
-    code = p.run();
+    // Never destroyed: finish() below ends the process, and tearing the loop down
+    // would only run the destructors of coroutines that can no longer matter.
+    auto* p = new Pid1(args);
+    code = p->run();
   } catch (const std::exception& e) {
     Logger("init").fatal("PID 1 failed", {{"err", e.what()}});
   } catch (...) {

@@ -44,7 +44,9 @@ int set_caps(const CapPlan& plan) {
     auto word = static_cast<std::uint32_t>(plan.keep >> (32 * i));
     data[i].effective = word;
     data[i].permitted = word;
-    data[i].inheritable = word;
+    // Inheritable stays empty: a file with inheritable caps must not gain them on exec
+    // (CVE-2022-24769; runc and moby changed the same way).
+    data[i].inheritable = 0;
   }
   if (::syscall(SYS_capset, &hdr, data) != 0) return -errno;
   return 0;

@@ -14,6 +14,7 @@
 #include <cerrno>
 #include <chrono>
 #include <cstring>
+#include <mutex>
 #include <poll.h>
 
 #include "common/log.hpp"
@@ -72,9 +73,15 @@ Container::Container(ContainerConfig cfg) : cfg_(std::move(cfg)), caps_(make_cap
 
 Container::~Container() { [[maybe_unused]] auto s = stop(0); }
 
+bool Container::running() const {
+  std::shared_lock lk(mu_);
+  return init_pidfd_.valid();
+}
+
 Status Container::start() {
   Logger log("container");
-  if (running()) return make_error("container " + cfg_.name + ": already running", EBUSY);
+  std::unique_lock lk(mu_);
+  if (init_pidfd_.valid()) return make_error("container " + cfg_.name + ": already running", EBUSY);
   if (!prepared_) return prepared_;
   auto cg = CgroupDir::create(cfg_.cgroup_parent + "/" + cfg_.name);
   if (!cg) return std::move(cg.error()).wrap("container " + cfg_.name + ": cgroup");
@@ -125,7 +132,8 @@ Status Container::start() {
     int rep = report_w.get();
     if (rep == 3 ? ::fcntl(3, F_SETFD, 0) < 0 : ::dup2(rep, 3) < 0) ::_exit(126);
     if (::dup2(devnull.get(), 0) < 0) ::_exit(126);
-    ::syscall(SYS_close_range, 4, ~0U, CLOSE_RANGE_CLOEXEC);
+    // Without this nothing else is closed at exec: better no container than a leaky one.
+    if (::syscall(SYS_close_range, 4, ~0U, CLOSE_RANGE_CLOEXEC) != 0) ::_exit(126);
     ::syscall(SYS_execveat, exe.get(), "", argv.data(), envp, AT_EMPTY_PATH);
     static const char msg[] = "error: execveat(ballpoint-init --container-init) failed\n";
     [[maybe_unused]] auto w = ::write(3, msg, sizeof msg - 1);
@@ -148,7 +156,8 @@ Status Container::start() {
 }
 
 Status Container::stop(int grace_ms) {
-  if (!running()) return {};
+  std::unique_lock lk(mu_);
+  if (!init_pidfd_.valid()) return {};
   Logger log("container");
   // The init forwards SIGTERM to everything in the pid namespace and exits when it is empty.
   ::syscall(SYS_pidfd_send_signal, init_pidfd_.get(), SIGTERM, nullptr, 0);

@@ -4,6 +4,7 @@
 #include <sys/types.h>
 
 #include <cstdint>
+#include <shared_mutex>
 #include <string>
 #include <vector>
 
@@ -70,7 +71,7 @@ class Container {
   // stop, then start: the VM and PID 1 stay up.
   Status bounce(int grace_ms);
 
-  bool running() const { return init_pidfd_.valid(); }
+  bool running() const;
   pid_t init_pid() const { return init_pid_; }
   int init_pidfd() const { return init_pidfd_.get(); }
   const std::string& cgroup_path() const { return cgroup_.path(); }
@@ -82,6 +83,9 @@ class Container {
   CapPlan caps_;
   SeccompProgram seccomp_;
   Status prepared_;  // errors of building caps_ and seccomp_, reported by start()
+  // enter() runs on one pool thread while destroy's stop() may run on another: enters
+  // share the lock, start and stop take it alone, so no enter uses an fd stop has closed.
+  mutable std::shared_mutex mu_;
   std::vector<std::string> unsupported_;
   // Member order is teardown order, bottom-up: the init's pidfd goes before the cgroup.
   CgroupDir cgroup_;

@@ -52,17 +52,20 @@ Result<InitArgs> parse(int argc, char** argv) {
   return a;
 }
 
-// True when no process but us is left in our pid namespace.
+// True when no process but us is left in our pid namespace. Zombies do not count:
+// the entered processes are PID 1's children outside, reaped only when it gets to it.
 bool alone() {
   DIR* d = ::opendir("/proc");
   if (!d) return false;
   bool only_us = true;
   while (dirent* e = ::readdir(d)) {
-    if (e->d_name[0] < '0' || e->d_name[0] > '9') continue;
-    if (std::strcmp(e->d_name, "1") != 0) {
-      only_us = false;
-      break;
-    }
+    if (e->d_name[0] < '0' || e->d_name[0] > '9' || std::strcmp(e->d_name, "1") == 0) continue;
+    auto st = read_file(std::string("/proc/") + e->d_name + "/stat");
+    if (!st) continue;  // gone meanwhile
+    auto paren = st->rfind(')');
+    if (paren != std::string::npos && paren + 2 < st->size() && (*st)[paren + 2] == 'Z') continue;
+    only_us = false;
+    break;
   }
   ::closedir(d);
   return only_us;

@@ -3,7 +3,7 @@
 // setns into a mount namespace needs a single-threaded caller, and PID 1 has threads,
 // so a short-lived intermediate child joins the namespaces and clones the real process
 // with CLONE_PARENT: it becomes our child (our reaper gets its exit) while living in
-// the container's pid namespace and, through CLONE_INTO_CGROUP, in its cgroup. The
+// the container's pid namespace and in its cgroup (the intermediate is cloned into it). The
 // intermediate sends the new process's pidfd (and a PTY master) back over a socket.
 #include <fcntl.h>
 #include <grp.h>
@@ -39,7 +39,6 @@ struct Payload {
 // Everything the two children need, built before the first clone.
 struct Plan {
   int container_pidfd;
-  int cgroup_fd;
   int sock;       // the intermediate's end of the socketpair
   int report;     // write end of the report pipe (close-on-exec)
   int devnull;
@@ -99,7 +98,8 @@ struct Plan {
     if (int rc = set_caps(*p.caps); rc < 0) child_fail(rep, Step::caps, -rc);
   if (p.no_new_privs && ::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) child_fail(rep, Step::no_new_privs, errno);
   if (::chdir(p.cwd) != 0) child_fail(rep, Step::chdir, errno);
-  ::syscall(SYS_close_range, 3, ~0U, CLOSE_RANGE_CLOEXEC);
+  // Whatever PID 1 (or another thread of it) had open without CLOEXEC stays out.
+  if (::syscall(SYS_close_range, 3, ~0U, CLOSE_RANGE_CLOEXEC) != 0) child_fail(rep, Step::exec, errno, 126);
   int err = ENOENT;
   for (const char* path : p.candidates) {
     ::execve(path, p.argv.data(), p.envp.data());
@@ -122,11 +122,13 @@ struct Plan {
     if (slave < 0) child_fail(rep, Step::ptmx, errno);
     ::ioctl(master, TIOCSWINSZ, &p.ws);  // sized before the program starts
   }
+  // The intermediate already sits in the container's cgroup (it was cloned into it):
+  // with nsdelegate, a move into a cgroup namespace's tree must start inside it too,
+  // so CLONE_INTO_CGROUP from outside would fail with ENOENT after the setns above.
   int pidfd = -1;
   clone_args ca{};
-  ca.flags = CLONE_PARENT | CLONE_PIDFD | CLONE_INTO_CGROUP;
+  ca.flags = CLONE_PARENT | CLONE_PIDFD;
   ca.pidfd = reinterpret_cast<std::uint64_t>(&pidfd);
-  ca.cgroup = static_cast<std::uint64_t>(p.cgroup_fd);
   long pid = ::syscall(SYS_clone3, &ca, sizeof ca);
   if (pid < 0) child_fail(rep, Step::clone, errno);
   if (pid == 0) run_process(p, slave);
@@ -191,12 +193,12 @@ Result<Process> receive_process(int sock, bool tty, int timeout_ms) {
 }  // namespace
 
 Result<Process> Container::enter(const EnterSpec& spec) {
-  if (!running()) return make_error("container " + cfg_.name + ": not running", ESRCH);
+  std::shared_lock lk(mu_);
+  if (!init_pidfd_.valid()) return make_error("container " + cfg_.name + ": not running", ESRCH);
   if (spec.argv.empty() || spec.argv[0].empty()) return make_error("enter: empty command", EINVAL);
 
   Plan p{};
   p.container_pidfd = init_pidfd_.get();
-  p.cgroup_fd = cgroup_.fd();
   p.tty = spec.tty;
   p.ws = winsize{spec.rows, spec.cols, 0, 0};
   p.in = spec.stdin_fd;
@@ -245,10 +247,14 @@ Result<Process> Container::enter(const EnterSpec& spec) {
   p.sock = sock_child.get();
   p.report = report_w.get();
 
+  // Straight into the container's cgroup: the process it clones stays there, and so it
+  // counts against the container's pids.max like everything inside.
   clone_args ca{};
+  ca.flags = CLONE_INTO_CGROUP;
+  ca.cgroup = static_cast<std::uint64_t>(cgroup_.fd());
   ca.exit_signal = SIGCHLD;  // reaped by the caller's reaper like any stray child
   long pid = ::syscall(SYS_clone3, &ca, sizeof ca);
-  if (pid < 0) return sys_error("enter: clone3");
+  if (pid < 0) return sys_error("enter " + cfg_.name + ": clone3(CLONE_INTO_CGROUP)");
   if (pid == 0) run_intermediate(p);
   sock_child.reset();
   report_w.reset();
@@ -256,7 +262,13 @@ Result<Process> Container::enter(const EnterSpec& spec) {
   auto proc = receive_process(sock_parent.get(), spec.tty, 10000);
   if (!proc) return std::move(proc.error());
   auto report = read_child_report(report_r.get(), 10000);
-  if (!report) return std::move(report.error()).wrap("enter");
+  if (!report) {
+    // Stopped before exec (SIGSTOP from inside, say): it must not run on unwatched.
+    if (proc->pidfd) ::syscall(SYS_pidfd_send_signal, proc->pidfd.get(), SIGKILL, nullptr, 0);
+    return std::move(report.error()).wrap("enter");
+  }
+  if (report->step == Step::none && proc->pid < 0)
+    return make_error("enter " + cfg_.name + ": the intermediate process died before it reported", ECHILD);
   if (report->step != Step::none) {
     std::string what = std::string(step_name(report->step)) + (report->step == Step::exec ? "(" + prog + ")" : "");
     return std::move(sys_error(what, report->err)).wrap("enter " + cfg_.name);

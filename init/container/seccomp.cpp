@@ -32,6 +32,8 @@ constexpr const char* kDenied[] = {
     "syslog", "uselib", "userfaultfd", "vm86", "vm86old", "create_module", "get_kernel_syms",
     "query_module", "_sysctl", "sysfs", "ustat", "kcmp", "process_vm_readv", "process_vm_writev",
     "fanotify_init", "vhangup", "pciconfig_read", "pciconfig_write", "pciconfig_iobase", "lsm_set_self_attr",
+    // io_uring reaches around seccomp itself (its operations are not syscalls).
+    "io_uring_setup", "io_uring_enter", "io_uring_register",
 };
 
 constexpr unsigned long kNamespaceFlags[] = {CLONE_NEWNS,  CLONE_NEWUTS,    CLONE_NEWIPC, CLONE_NEWUSER,
@@ -59,6 +61,11 @@ Result<SeccompProgram> build_default_filter() {
         return make_error(std::string("seccomp_rule_add(clone/unshare flags): ") + std::strerror(-rc), -rc);
     }
   }
+  // vsock talks to the hypervisor's host side: nothing of the container's business.
+  if (int rc = seccomp_rule_add(ctx.get(), SCMP_ACT_ERRNO(EAFNOSUPPORT), SCMP_SYS(socket), 1,
+                                SCMP_A0(SCMP_CMP_EQ, 40 /* AF_VSOCK */));
+      rc < 0)
+    return make_error(std::string("seccomp_rule_add(socket AF_VSOCK): ") + std::strerror(-rc), -rc);
   if (int rc = seccomp_rule_add(ctx.get(), SCMP_ACT_ERRNO(ENOSYS), SCMP_SYS(clone3), 0); rc < 0)
     return make_error(std::string("seccomp_rule_add(clone3): ") + std::strerror(-rc), -rc);
 
