@@ -351,10 +351,10 @@ Status Pid1::step_sprites() {
   sc.cgroup_parent = cgroup_parent_->dir.path();
   sc.max_sprites = vm_ ? 1 : cfg_.max_sprites;
   sc.no_new_privs = cfg_.no_new_privs;
-  if (cfg_.limits.memory_max) sc.limits.memory_max = cfg_.limits.memory_max;
-  if (cfg_.limits.memory_swap_max) sc.limits.memory_swap_max = cfg_.limits.memory_swap_max;
-  if (cfg_.limits.pids_max) sc.limits.pids_max = cfg_.limits.pids_max;
-  if (!cfg_.limits.cpu_max.empty()) sc.limits.cpu_max = cfg_.limits.cpu_max;
+  sc.limits.memory_max = cfg_.limits.memory_max;
+  sc.limits.memory_swap_max = cfg_.limits.memory_swap_max;
+  sc.limits.pids_max = cfg_.limits.pids_max;
+  sc.limits.cpu_max = cfg_.limits.cpu_max;
   if (!sc.base_image.empty() && ::access((sc.base_image + "/bin").c_str(), F_OK) != 0)
     return make_error("base_image: " + sc.base_image + " is not a root directory (no bin/ in it)", ENOENT);
   if (vm_ && sc.base_image.empty()) {

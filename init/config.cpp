@@ -100,7 +100,7 @@ Status check_cidr(const std::string& s) {
 
 using Binder = std::function<Status(Config&, const json&)>;
 
-Binder uint_field(std::uint64_t Config::Limits::*m) {
+Binder uint_field(std::optional<std::uint64_t> Config::Limits::*m) {
   return [m](Config& c, const json& v) -> Status {
     auto n = as_uint(v, ~std::uint64_t{0});
     if (!n) return std::move(n.error());
@@ -233,7 +233,10 @@ const std::map<std::string, Binder>& binders() {
          bool ok = s->empty() || std::sscanf(s->c_str(), "%llu %llu%c", &quota, &period, &extra) == 2 ||
                    std::sscanf(s->c_str(), "max %llu%c", &period, &extra) == 1;
          if (!ok) return make_error("must be \"QUOTA PERIOD\" or \"max PERIOD\" in microseconds");
-         c.limits.cpu_max = *s;
+         if (s->empty())
+           c.limits.cpu_max.reset();
+         else
+           c.limits.cpu_max = *s;
          return {};
        }},
       {"log.level",

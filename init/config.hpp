@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -34,11 +35,11 @@ struct Config {
   std::string base_image;        // host mode: root directory new sprites start from
   std::uint32_t max_sprites = 16;
   bool no_new_privs = false;     // sprites' processes: off, so setuid programs (sudo) work
-  struct Limits {                // every sprite's container
-    std::uint64_t memory_max = 0;       // bytes; 0: none
-    std::uint64_t memory_swap_max = 0;  // bytes; 0: none
-    std::uint64_t pids_max = 0;         // 0: none
-    std::string cpu_max;                // "QUOTA PERIOD" µs; "": none
+  struct Limits {                          // every sprite's container; unset: no limit
+    std::optional<std::uint64_t> memory_max;       // bytes
+    std::optional<std::uint64_t> memory_swap_max;  // bytes; 0 = no swap at all
+    std::optional<std::uint64_t> pids_max;
+    std::optional<std::string> cpu_max;            // "QUOTA PERIOD" in µs
   } limits;
   Level log_level = Level::info;
   std::uint32_t shutdown_timeout_ms = 10000;  // bound on each component's stop

@@ -36,7 +36,8 @@ TEST_CASE("overrides win over the file, in order, with string values", "[config]
                         {{"hostname", "first"}, {"hostname", "second"}, {"modules", "fuse,loop"},
                          {"shutdown.timeout_ms", "250"}, {"api.listen", "[::1]:8080"},
                          {"sprites.no_new_privs", "true"}, {"limits.pids_max", "512"},
-                         {"limits.cpu_max", "50000 100000"}, {"base_image", "/var/lib/img"}});
+                         {"limits.cpu_max", "50000 100000"}, {"base_image", "/var/lib/img"},
+                         {"limits.memory_swap_max", "0"}});
   REQUIRE(c);
   CHECK(c->hostname == "second");
   CHECK(c->modules == std::vector<std::string>{"fuse", "loop"});
@@ -44,9 +45,12 @@ TEST_CASE("overrides win over the file, in order, with string values", "[config]
   CHECK(c->api.listen.host == "::1");
   CHECK(c->api.listen.port == 8080);
   CHECK(c->no_new_privs);
-  CHECK(c->limits.pids_max == 512);
+  CHECK(c->limits.pids_max == 512u);
+  CHECK_FALSE(c->limits.memory_max);
   CHECK(c->limits.cpu_max == "50000 100000");
   CHECK(c->base_image == "/var/lib/img");
+  REQUIRE(c->limits.memory_swap_max);
+  CHECK(*c->limits.memory_swap_max == 0);  // 0 means no swap, not "no limit"
 }
 
 TEST_CASE("bad config gives an error naming the key", "[config]") {
