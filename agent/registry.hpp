@@ -1,6 +1,7 @@
 // agent/registry.hpp — the sprites this ballpoint hosts, by name: their public records.
 #pragma once
 
+#include <cstdint>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -46,6 +47,12 @@ class SpriteControl {
   virtual Result<SpriteRecord> create(const std::string& name) = 0;
   // ENOENT when there is no such sprite.
   virtual Status destroy(const std::string& name) = 0;
+  // Bounces the sprite's container (its processes all end; the machine stays up).
+  virtual Status restart(const std::string& name) = 0;
+  // A real probe: runs `true` inside. Ok with the time it took, or why it failed.
+  virtual Result<std::int64_t> check(const std::string& name) = 0;
+  // One machine, one sprite (VM mode): create and destroy belong to the control plane.
+  virtual bool single_sprite() const = 0;
 };
 
 }  // namespace bp::agent

@@ -227,6 +227,32 @@ Status SpriteManager::destroy(const std::string& name) {
   return {};
 }
 
+Status SpriteManager::restart(const std::string& name) {
+  auto c = container(name);
+  if (!registry_.get(name)) return make_error("sprite '" + name + "' not found", ENOENT);
+  Status s = c ? c->bounce(cfg_.stop_grace_ms) : start_container(name);
+  registry_.set_status(name, s ? "running" : "cold");
+  Logger("agent.sprites").info(s ? "sprite restarted" : "sprite restart failed",
+                               {{"sprite", name}, {"err", err_text(s)}});
+  if (!s) return std::move(s.error()).wrap("restart sprite " + name);
+  return {};
+}
+
+Result<std::int64_t> SpriteManager::check(const std::string& name) {
+  if (!registry_.get(name)) return make_error("sprite '" + name + "' not found", ENOENT);
+  auto c = container(name);
+  if (!c || !c->running()) return make_error("the sprite's container is not running", ESRCH);
+  auto t0 = std::chrono::steady_clock::now();
+  container::EnterSpec spec;
+  spec.argv = {"true"};
+  spec.env = container::default_env(false);
+  // Reaching exec inside proves the namespaces, cgroup, seccomp and root all work; the
+  // exit is reaped by PID 1 like any other.
+  auto p = c->enter(spec);
+  if (!p) return std::move(p.error());
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0).count();
+}
+
 void SpriteManager::stop_all() {
   std::map<std::string, std::shared_ptr<container::Container>> all;
   {

@@ -20,6 +20,7 @@ struct SpritesConfig {
   bool no_new_privs = false;
   std::size_t max_sprites = 16;
   int stop_grace_ms = 5000;
+  bool single = false;  // VM mode: the one sprite of this machine
 };
 
 // Each sprite: STATE/sprites/NAME/sprite.json (its record), upper/ and work/ (its
@@ -36,6 +37,9 @@ class SpriteManager final : public SpriteControl {
   Status load();
   Result<SpriteRecord> create(const std::string& name) override;
   Status destroy(const std::string& name) override;
+  Status restart(const std::string& name) override;
+  Result<std::int64_t> check(const std::string& name) override;
+  bool single_sprite() const override { return cfg_.single; }
   // At shutdown: stops every container and unmounts every root.
   void stop_all();
 

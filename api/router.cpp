@@ -6,6 +6,7 @@
 #include "api/errors.hpp"
 #include "api/sprite_json.hpp"
 
+#include <ctime>
 #include <nlohmann/json.hpp>
 
 namespace bp::api {
@@ -26,6 +27,26 @@ Result<std::string> create_request_name(const std::string& body) {
   auto it = j.find("name");
   if (it == j.end() || !it->is_string()) return make_error("\"name\" (a string) is required");
   return it->get<std::string>();
+}
+
+// API.md 3.12: a VM hosts one sprite; the control plane creates and deletes.
+Response single_sprite_refusal() {
+  return json_error(501, "not_supported",
+                    "this ballpoint instance hosts a single sprite; sprites are created and deleted by the control "
+                    "plane");
+}
+
+std::string check_json(const std::string& name, const std::string& id, const char* status, const std::string& reason,
+                       std::int64_t elapsed_ms) {
+  char ts[32];
+  std::time_t t = std::time(nullptr);
+  std::tm tm{};
+  ::gmtime_r(&t, &tm);
+  std::strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  nlohmann::json j{{"sprite_name", name}, {"sprite_id", id},        {"status", status},
+                   {"checked_at", ts},    {"elapsed", elapsed_ms}, {"reason", nullptr}};
+  if (!reason.empty()) j["reason"] = reason;
+  return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
 Response method_not_allowed(std::string_view allow) {
@@ -121,8 +142,7 @@ Routed Router::sprites_collection(const Request& req) const {
     return {r};
   }
   if (req.method == "POST") {
-    if (!control_)
-      return {json_error(501, "not_supported", "this ballpoint instance cannot create sprites")};
+    if (!control_ || control_->single_sprite()) return {single_sprite_refusal()};
     auto name = create_request_name(req.body);
     if (!name) return {json_error(400, "bad_request", name.error().what)};
     if (!valid_sprite_name(*name))
@@ -155,7 +175,7 @@ Routed Router::sprite_item(const Request& req, const std::vector<std::string>& s
       return {r};
     }
     if (req.method == "DELETE") {
-      if (!control_) return {json_error(501, "not_supported", "this ballpoint instance cannot destroy sprites")};
+      if (!control_ || control_->single_sprite()) return {single_sprite_refusal()};
       return {{}, [this, name]() -> Response {
                 if (auto st = control_->destroy(name); !st) return control_error(st.error());
                 Response r;
@@ -164,6 +184,26 @@ Routed Router::sprite_item(const Request& req, const std::vector<std::string>& s
               }};
     }
     return {method_not_allowed("GET, HEAD, DELETE")};
+  }
+  if (s.size() == 4 && s[3] == "restart") {
+    if (req.method != "POST") return {method_not_allowed("POST")};
+    if (!control_) return {json_error(501, "not_supported", "this ballpoint instance runs no sprites")};
+    return {{}, [this, name, id = rec->id]() -> Response {
+              if (auto st = control_->restart(name); !st) return control_error(st.error());
+              Response r;
+              r.body = nlohmann::json{{"sprite_name", name}, {"machine_id", id}, {"message", "restarted"}}.dump();
+              return r;
+            }};
+  }
+  if (s.size() == 4 && s[3] == "check") {
+    if (req.method != "GET" && req.method != "HEAD") return {method_not_allowed("GET, HEAD")};
+    if (!control_) return {json_error(501, "not_supported", "this ballpoint instance runs no sprites")};
+    return {{}, [this, name, id = rec->id]() -> Response {
+              auto ms = control_->check(name);
+              Response r;
+              r.body = check_json(name, id, ms ? "healthy" : "unhealthy", ms ? "" : ms.error().what, ms ? *ms : 0);
+              return r;
+            }};
   }
   if (s.size() == 4 && s[3] == "exec") {
     if (req.method == "HEAD") return {Response{}};  // the Go SDK's Sprite-Version probe

@@ -286,7 +286,7 @@ Status Pid1::step_network() {
 
 Status Pid1::step_api() {
   api::RouterConfig rc{token_, cfg_.org, kVersion, ""};
-  router_ = std::make_unique<api::Router>(rc, registry_, vm_ ? nullptr : sprites_.get());
+  router_ = std::make_unique<api::Router>(rc, registry_, sprites_.get());
   api::ServerConfig sc;
   sc.host = cfg_.api.listen.host;
   sc.port = cfg_.api.listen.port;
@@ -350,6 +350,7 @@ Status Pid1::step_sprites() {
   sc.base_image = cfg_.base_image;
   sc.cgroup_parent = cgroup_parent_->dir.path();
   sc.max_sprites = vm_ ? 1 : cfg_.max_sprites;
+  sc.single = vm_;
   sc.no_new_privs = cfg_.no_new_privs;
   sc.limits.memory_max = cfg_.limits.memory_max;
   sc.limits.memory_swap_max = cfg_.limits.memory_swap_max;

@@ -142,3 +142,23 @@ test('a command silent for 60 s still completes (server keepalive)', { skip, tim
   const long = await sprite.execFile('sh', ['-c', 'sleep 60; echo done']);
   assert.equal(long.stdout, 'done\n');
 });
+
+test('restartSprite bounces the container: its processes are gone, exec works again', { skip }, async () => {
+  const client = bp.client();
+  const bg = sprite.spawn('sh', ['-c', 'sleep 1000']);
+  await new Promise((resolve) => bg.on('spawn', resolve));
+  const r = await client.restartSprite('ex');
+  assert.equal(r.spriteName, 'ex');
+  const procs = (await sprite.execFile('sh', ['-c', 'ls /proc | grep -c "^[0-9]"'])).stdout.trim();
+  // The container's init, this shell, ls and grep: the sleep did not survive.
+  assert.ok(Number(procs) <= 4, `only the init, this shell and its pipeline remain, got ${procs}`);
+  assert.equal((await sprite.exec('hostname')).stdout, 'ex\n');
+});
+
+test('checkSprite runs a real probe', { skip }, async () => {
+  const r = await bp.client().checkSprite('ex');
+  assert.equal(r.spriteName, 'ex');
+  assert.equal(r.status, 'healthy');
+  assert.ok(r.elapsed >= 0);
+  assert.ok(r.checkedAt instanceof Date && !Number.isNaN(r.checkedAt.getTime()));
+});

@@ -130,6 +130,17 @@ struct FakeControl : bp::agent::SpriteControl {
     if (!reg.remove(name)) return bp::make_error("no", ENOENT);
     return {};
   }
+  bp::Status restart(const std::string&) override {
+    ++restarts;
+    return {};
+  }
+  bp::Result<std::int64_t> check(const std::string&) override {
+    if (fail_errno) return bp::make_error("container gone", fail_errno);
+    return std::int64_t{7};
+  }
+  bool single_sprite() const override { return single; }
+  int restarts = 0;
+  bool single = false;
 };
 }  // namespace
 
@@ -179,4 +190,33 @@ TEST_CASE("bad create requests change nothing; control failures map to statuses"
   ctl.fail_errno = EIO;
   CHECK(r.handle(p).status == 500);
   CHECK(reg.size() == 0);
+}
+
+TEST_CASE("restart and check go through the control; a single-sprite machine refuses create and delete",
+          "[router]") {
+  bp::agent::Registry reg;
+  FakeControl ctl(reg);
+  Router r({kToken, "local", "0.1.0", ""}, reg, &ctl);
+  auto post = req("POST", "/v1/sprites");
+  post.body = R"({"name":"box"})";
+  REQUIRE(r.handle(post).status == 201);
+  auto restarted = r.handle(req("POST", "/v1/sprites/box/restart"));
+  CHECK(restarted.status == 200);
+  CHECK(json::parse(restarted.body)["sprite_name"] == "box");
+  CHECK(ctl.restarts == 1);
+  CHECK(r.handle(req("GET", "/v1/sprites/box/restart")).status == 405);
+  auto checked = json::parse(r.handle(req("GET", "/v1/sprites/box/check")).body);
+  CHECK(checked["status"] == "healthy");
+  CHECK(checked["elapsed"] == 7);
+  CHECK(checked["reason"].is_null());
+  ctl.fail_errno = ESRCH;
+  checked = json::parse(r.handle(req("GET", "/v1/sprites/box/check")).body);
+  CHECK(checked["status"] == "unhealthy");
+  CHECK(checked["reason"] == "container gone");
+  ctl.fail_errno = 0;
+  ctl.single = true;
+  post.body = R"({"name":"other"})";
+  CHECK(r.handle(post).status == 501);
+  CHECK(r.handle(req("DELETE", "/v1/sprites/box")).status == 501);
+  CHECK(r.handle(req("GET", "/v1/sprites/box")).status == 200);
 }
