@@ -166,7 +166,7 @@ TEST_CASE("create, get and delete a sprite through the control", "[router]") {
   CHECK(r.handle(req("DELETE", "/v1/sprites/t1")).status == 404);
 }
 
-TEST_CASE("bad create requests change nothing; control failures map to statuses", "[router]") {
+TEST_CASE("bad create requests change nothing, and control failures map to statuses", "[router]") {
   bp::agent::Registry reg;
   FakeControl ctl(reg);
   Router r({kToken, "local", "0.1.0", ""}, reg, &ctl);
@@ -192,7 +192,7 @@ TEST_CASE("bad create requests change nothing; control failures map to statuses"
   CHECK(reg.size() == 0);
 }
 
-TEST_CASE("restart and check go through the control; a single-sprite machine refuses create and delete",
+TEST_CASE("restart and check go through the control, and a single-sprite machine refuses create and delete",
           "[router]") {
   bp::agent::Registry reg;
   FakeControl ctl(reg);

@@ -31,7 +31,7 @@ TEST_CASE("a default Status is ok", "[result]") {
   CHECK(bp::err_text(s).empty());
 }
 
-TEST_CASE("sys_error names the call and the errno text; wrap adds context outermost first", "[result]") {
+TEST_CASE("sys_error names the call and the errno text, and wrap adds context outermost first", "[result]") {
   Status s = open_thing();
   REQUIRE_FALSE(s);
   CHECK(s.error().code == ENOENT);

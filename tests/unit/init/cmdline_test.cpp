@@ -6,7 +6,7 @@
 using bp::init::ballpoint_overrides;
 using bp::init::split_cmdline;
 
-TEST_CASE("words split on whitespace; quotes group and are removed", "[cmdline]") {
+TEST_CASE("words split on whitespace, and quotes group and are removed", "[cmdline]") {
   auto w = split_cmdline("console=ttyS0  quiet\tfoo=\"a b\"  \"x y\"=z\n");
   CHECK(w == std::vector<std::string>{"console=ttyS0", "quiet", "foo=a b", "x y=z"});
 }

@@ -39,7 +39,7 @@ TEST_CASE("dependencies load first, the last listed first of all", "[modules]") 
   CHECK(*fuse == std::vector<std::string>{"kernel/fs/fuse/fuse.ko"});
 }
 
-TEST_CASE("built-in modules need no loading; unknown ones are an error naming them", "[modules]") {
+TEST_CASE("built-in modules need no loading, and unknown ones are an error naming them", "[modules]") {
   auto idx = parse_module_index("/lib/modules/x", kDep, kBuiltin);
   auto pci = module_load_order(idx, "virtio_pci");
   REQUIRE(pci);

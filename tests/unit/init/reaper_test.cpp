@@ -26,7 +26,7 @@ TEST_CASE("exit codes: status, or 128 + signal", "[reaper]") {
   CHECK(Reaper::exit_code(SIGKILL) == 128 + SIGKILL);
 }
 
-TEST_CASE("each owner gets its own child's exit code; the rest are reaped too", "[reaper]") {
+TEST_CASE("each owner gets its own child's exit code, and the rest are reaped too", "[reaper]") {
   Reaper r;
   pid_t a = spawn_exit(3), b = spawn_exit(42), stray = spawn_exit(0);
   int got_a = -1, got_b = -1;
