@@ -12,11 +12,13 @@ int hex(char c) {
   return -1;
 }
 
-std::optional<std::string> decode(std::string_view s) {
+}  // namespace
+
+std::optional<std::string> percent_decode(std::string_view s, bool plus_is_space) {
   std::string out;
   out.reserve(s.size());
   for (std::size_t i = 0; i < s.size(); ++i) {
-    if (s[i] == '+') {
+    if (s[i] == '+' && plus_is_space) {
       out += ' ';
     } else if (s[i] == '%') {
       if (i + 2 >= s.size()) return std::nullopt;
@@ -31,8 +33,6 @@ std::optional<std::string> decode(std::string_view s) {
   return out;
 }
 
-}  // namespace
-
 std::optional<Query> parse_query(std::string_view target) {
   Query q;
   auto qm = target.find('?');
@@ -45,8 +45,8 @@ std::optional<Query> parse_query(std::string_view target) {
     rest = amp == std::string_view::npos ? std::string_view{} : rest.substr(amp + 1);
     if (part.empty()) continue;
     auto eq = part.find('=');
-    auto k = decode(part.substr(0, eq));
-    auto v = decode(eq == std::string_view::npos ? std::string_view{} : part.substr(eq + 1));
+    auto k = percent_decode(part.substr(0, eq), true);
+    auto v = percent_decode(eq == std::string_view::npos ? std::string_view{} : part.substr(eq + 1), true);
     if (!k || !v) return std::nullopt;
     q.emplace_back(std::move(*k), std::move(*v));
   }

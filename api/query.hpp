@@ -9,6 +9,10 @@
 
 namespace bp::api {
 
+// %XX escapes decoded; with plus_is_space (query strings), '+' is a space.
+// nullopt on a malformed escape.
+std::optional<std::string> percent_decode(std::string_view s, bool plus_is_space);
+
 // Key/value pairs in order, repeated keys kept. nullopt on a malformed %-escape.
 using Query = std::vector<std::pair<std::string, std::string>>;
 std::optional<Query> parse_query(std::string_view target);

@@ -4,6 +4,7 @@
 #include "agent/registry.hpp"
 #include "api/auth.hpp"
 #include "api/errors.hpp"
+#include "api/query.hpp"
 #include "api/sprite_json.hpp"
 
 #include <ctime>
@@ -12,13 +13,6 @@
 namespace bp::api {
 
 namespace {
-
-int hex_val(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
 
 // The name in a create request: {"name": "..."}; other fields are accepted and ignored.
 Result<std::string> create_request_name(const std::string& body) {
@@ -66,23 +60,10 @@ std::optional<std::vector<std::string>> split_path(std::string_view target) {
   while (i <= path.size()) {
     auto slash = path.find('/', i);
     if (slash == std::string_view::npos) slash = path.size();
-    std::string_view raw = path.substr(i, slash - i);
-    std::string seg;
-    for (std::size_t k = 0; k < raw.size(); ++k) {
-      if (raw[k] != '%') {
-        seg += raw[k];
-        continue;
-      }
-      if (k + 2 >= raw.size()) return std::nullopt;
-      int hi = hex_val(raw[k + 1]), lo = hex_val(raw[k + 2]);
-      if (hi < 0 || lo < 0) return std::nullopt;
-      char c = static_cast<char>(hi * 16 + lo);
-      if (c == '/' || c == '\0') return std::nullopt;
-      seg += c;
-      k += 2;
-    }
+    auto seg = percent_decode(path.substr(i, slash - i), false);
+    if (!seg || seg->find('/') != std::string::npos || seg->find('\0') != std::string::npos) return std::nullopt;
     // "/v1/sprites/" names the collection, as "/v1/sprites" does.
-    if (!(seg.empty() && slash == path.size() && !out.empty())) out.push_back(std::move(seg));
+    if (!(seg->empty() && slash == path.size() && !out.empty())) out.push_back(std::move(*seg));
     i = slash + 1;
   }
   return out;
