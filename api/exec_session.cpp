@@ -113,6 +113,8 @@ struct Session {
   int exit_code = -1;
   bool client_gone = false;
   int pumps_waiting = 0;  // pumps holding output the queue has no room for yet
+  SessionTable* sessions = nullptr;
+  std::uint64_t session_id = 0;
   std::optional<asio::posix::stream_descriptor> in;  // stdin pipe, or the PTY master
   UniqueFd pty;                                      // the PTY master, for resize
   bool tty = false;
@@ -241,6 +243,7 @@ awaitable<void> pump(asio::posix::stream_descriptor fd, Session& s, char stream_
     Frame f;
     if (stream_byte) f.data.push_back(stream_byte);
     f.data.append(buf.data(), n);
+    if (s.sessions) s.sessions->activity(s.session_id, n);
     if (s.client_gone) continue;  // keep draining so the process is never blocked on output
     ++s.pumps_waiting;
     co_await s.out.room();
@@ -312,8 +315,9 @@ std::string join(const std::vector<std::string>& v) {
 
 }  // namespace
 
-awaitable<void> run_exec(WsStream& ws, ExecParams p, std::string sprite, std::uint64_t session_id,
+awaitable<void> run_exec(WsStream& ws, ExecParams p, std::string sprite, SessionTable& sessions,
                          const ExecDeps& deps, asio::thread_pool& blocking) {
+  std::uint64_t session_id = sessions.next_id();
   Logger log("api.exec");
   auto ex = co_await asio::this_coro::executor;
   auto s = std::make_shared<Session>(ex);
@@ -394,10 +398,20 @@ awaitable<void> run_exec(WsStream& ws, ExecParams p, std::string sprite, std::ui
     co_return;
   }
   s->pid = proc->pid;
+  s->sessions = &sessions;
+  s->session_id = session_id;
+  std::int64_t now = static_cast<std::int64_t>(std::time(nullptr));
+  sessions.add(SessionInfo{session_id, sprite, join(p.argv), p.dir, now, 0, 0, p.tty, proc->pid, false, -1});
+  struct Unlist {
+    SessionTable& t;
+    std::uint64_t id;
+    ~Unlist() { t.remove(id); }
+  } unlist{sessions, session_id};
   deps.watch_exit(proc->pid, ticket, [s, sprite, session_id](int code) {
     s->exited = true;
     s->exit_code = code;
     s->exit_timer.cancel();
+    s->sessions->exited(session_id, code);
     Logger("api.exec").debug("exec exited", {{"sprite", sprite}, {"session", session_id}, {"code", code}});
   });
 

@@ -8,6 +8,7 @@
 
 #include "api/exec_params.hpp"
 #include "api/exec_session.hpp"
+#include "api/sessions.hpp"
 
 namespace bp::api {
 
@@ -15,7 +16,8 @@ using WsStream = boost::beast::websocket::stream<boost::beast::tcp_stream>;
 
 // Runs one exec on an accepted WebSocket until the process has exited and the exit has
 // been delivered, or the client is gone and the process with it.
-boost::asio::awaitable<void> run_exec(WsStream& ws, ExecParams params, std::string sprite, std::uint64_t session_id,
+// The session is listed in `sessions` from the start of its process until its end.
+boost::asio::awaitable<void> run_exec(WsStream& ws, ExecParams params, std::string sprite, SessionTable& sessions,
                                       const ExecDeps& deps, boost::asio::thread_pool& blocking);
 
 }  // namespace bp::api

@@ -4,11 +4,19 @@
 #include "agent/registry.hpp"
 #include "api/auth.hpp"
 #include "api/errors.hpp"
+#include "api/exec_params.hpp"
 #include "api/query.hpp"
+#include "api/sessions.hpp"
 #include "api/sprite_json.hpp"
 
+#include <signal.h>
+#include <string.h>
+
+#include <charconv>
+#include <chrono>
 #include <ctime>
 #include <nlohmann/json.hpp>
+#include <thread>
 
 namespace bp::api {
 
@@ -76,8 +84,9 @@ bool valid_sprite_name(std::string_view name) {
   return true;
 }
 
-Router::Router(RouterConfig cfg, const agent::Registry& registry, agent::SpriteControl* control)
-    : cfg_(std::move(cfg)), registry_(registry), control_(control) {}
+Router::Router(RouterConfig cfg, const agent::Registry& registry, agent::SpriteControl* control,
+               SessionTable* sessions)
+    : cfg_(std::move(cfg)), registry_(registry), control_(control), sessions_(sessions) {}
 
 Response Router::handle(const Request& req) const {
   Routed r = route(req);
@@ -186,14 +195,77 @@ Routed Router::sprite_item(const Request& req, const std::vector<std::string>& s
               return r;
             }};
   }
-  if (s.size() == 4 && s[3] == "exec") {
-    if (req.method == "HEAD") return {Response{}};  // the Go SDK's Sprite-Version probe
-    if (req.method == "GET")
-      return {json_error(400, "upgrade_required",
-                         "exec is a WebSocket endpoint; listing sessions is not available in this build")};
-    return {method_not_allowed("GET, HEAD")};
-  }
+  if (s.size() >= 4 && s[3] == "exec") return exec_sessions(req, s);
   return {json_error(404, "not_found", "no such endpoint")};
+}
+
+// GET /exec lists sessions (API.md 2.3); POST /exec/{id}/kill ends one (2.4).
+Routed Router::exec_sessions(const Request& req, const std::vector<std::string>& s) const {
+  const std::string& sprite = s[2];
+  auto q = parse_query(req.target).value_or(Query{});
+  if (s.size() == 4) {
+    if (req.method == "HEAD") return {Response{}};  // the Go SDK's Sprite-Version probe
+    if (req.method != "GET") return {method_not_allowed("GET, HEAD")};
+    if (query_get(q, "cmd")) return {json_error(400, "upgrade_required", "exec with cmd is a WebSocket endpoint")};
+    Response r;
+    r.body = sessions_json(sessions_ ? sessions_->list(sprite) : std::vector<SessionInfo>{}, std::time(nullptr));
+    return {r};
+  }
+  if (s.size() != 6 || s[5] != "kill") return {json_error(404, "not_found", "no such endpoint")};
+  if (req.method != "POST") return {method_not_allowed("POST")};
+  std::uint64_t id = 0;
+  auto [p, ec] = std::from_chars(s[4].data(), s[4].data() + s[4].size(), id);
+  auto session = ec == std::errc() && p == s[4].data() + s[4].size() && sessions_ ? sessions_->get(sprite, id)
+                                                                                    : std::nullopt;
+  if (!session) return {json_error(404, "not_found", "session '" + s[4] + "' not found")};
+  if (session->exited) return {json_error(410, "session_exited", "session " + s[4] + " has already exited")};
+  // Query parameters (JS, Go) or a JSON body with integer seconds (Python).
+  std::string sig_name = query_get(q, "signal").value_or("SIGTERM");
+  std::int64_t timeout_ms = 10000;
+  if (auto t = query_get(q, "timeout")) timeout_ms = parse_go_duration_ms(*t);
+  if (auto j = nlohmann::json::parse(req.body, nullptr, false); j.is_object()) {
+    if (j.contains("signal") && j["signal"].is_string()) sig_name = j["signal"];
+    if (j.contains("timeout") && j["timeout"].is_number_unsigned()) timeout_ms = j["timeout"].get<std::int64_t>() * 1000;
+  }
+  int sig = parse_signal(sig_name);
+  if (!sig || timeout_ms < 0) return {json_error(400, "bad_request", "unknown signal or malformed timeout")};
+  return {{}, [this, sprite, id, sig, timeout_ms, pid = session->pid]() -> Response {
+            std::string sig_text = std::string("SIG") + sigabbrev_np(sig);
+            auto line = [](nlohmann::json j) { return j.dump() + "\n"; };
+            Response r;
+            r.content_type = "application/x-ndjson";
+            r.headers.emplace_back("Cache-Control", "no-cache");
+            r.headers.emplace_back("X-Content-Type-Options", "nosniff");
+            if (!sessions_->signal(sprite, id, sig)) {
+              r.body = line({{"type", "error"}, {"message", "the session exited before the signal"}}) +
+                       line({{"type", "complete"}});
+              return r;
+            }
+            r.body = line({{"type", "signal"}, {"signal", sig_text}, {"pid", pid},
+                           {"message", "sent " + sig_text + " to session " + std::to_string(id)}});
+            auto wait_exit = [&](std::int64_t ms) -> std::optional<int> {
+              auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(ms);
+              for (;;) {
+                auto cur = sessions_->get(sprite, id);
+                if (cur && cur->exited) return cur->exit_code;
+                if (std::chrono::steady_clock::now() >= deadline) return std::nullopt;
+                std::this_thread::sleep_for(std::chrono::milliseconds(20));
+              }
+            };
+            if (timeout_ms > 0) {
+              auto code = wait_exit(timeout_ms);
+              if (!code) {
+                r.body += line({{"type", "timeout"}, {"message", "session did not exit within " +
+                                                                     std::to_string(timeout_ms) + " ms"}});
+                if (sessions_->signal(sprite, id, SIGKILL))
+                  r.body += line({{"type", "killed"}, {"signal", "SIGKILL"}, {"pid", pid}});
+                code = wait_exit(5000);
+              }
+              if (code) r.body += line({{"type", "exited"}, {"exit_code", *code}, {"message", "session exited"}});
+            }
+            r.body += line({{"type", "complete"}});
+            return r;
+          }};
 }
 
 std::variant<Response, WsRoute> Router::route_upgrade(const Request& req) const {

@@ -16,6 +16,10 @@ class SpriteControl;
 }
 
 namespace bp::api {
+class SessionTable;
+}
+
+namespace bp::api {
 
 struct RouterConfig {
   std::string token;
@@ -47,7 +51,9 @@ struct WsRoute {
 class Router {
  public:
   // control may be null: then sprites cannot be created or destroyed here (501).
-  Router(RouterConfig cfg, const agent::Registry& registry, agent::SpriteControl* control);
+  // sessions may be null: then there are no exec sessions to list or kill.
+  Router(RouterConfig cfg, const agent::Registry& registry, agent::SpriteControl* control,
+         SessionTable* sessions = nullptr);
   Routed route(const Request& req) const;
   // For an upgrade request: the endpoint it opens, or the HTTP error to answer instead
   // (401, 404, 400 all come before any upgrade).
@@ -61,10 +67,12 @@ class Router {
  private:
   Routed sprites_collection(const Request& req) const;
   Routed sprite_item(const Request& req, const std::vector<std::string>& seg) const;
+  Routed exec_sessions(const Request& req, const std::vector<std::string>& seg) const;
 
   RouterConfig cfg_;
   const agent::Registry& registry_;
   agent::SpriteControl* control_;
+  SessionTable* sessions_;
 };
 
 }  // namespace bp::api

@@ -37,8 +37,9 @@ constexpr auto tuple_awaitable = asio::as_tuple(use_awaitable);
 
 struct Server::Impl {
   Impl(asio::io_context& io, ServerConfig cfg, const Router& router, asio::thread_pool& blocking,
-       const ExecDeps* exec)
-      : io_(io), cfg_(std::move(cfg)), router_(router), blocking_(blocking), exec_(exec), acceptor_(io) {}
+       const ExecDeps* exec, SessionTable* sessions)
+      : io_(io), cfg_(std::move(cfg)), router_(router), blocking_(blocking), exec_(exec), sessions_(sessions),
+        acceptor_(io) {}
 
   awaitable<void> accept_loop();
   awaitable<void> session(tcp::socket sock);
@@ -50,7 +51,7 @@ struct Server::Impl {
   const Router& router_;
   asio::thread_pool& blocking_;
   const ExecDeps* exec_;
-  std::uint64_t next_session_id_ = 1;
+  SessionTable* sessions_;
   tcp::acceptor acceptor_;
   std::list<beast::tcp_stream*> live_;  // every open connection, so stop() can close them
   bool stopped_ = false;
@@ -58,8 +59,8 @@ struct Server::Impl {
 };
 
 Server::Server(asio::io_context& io, ServerConfig cfg, const Router& router, asio::thread_pool& blocking,
-               const ExecDeps* exec)
-    : impl_(std::make_unique<Impl>(io, std::move(cfg), router, blocking, exec)) {}
+               const ExecDeps* exec, SessionTable* sessions)
+    : impl_(std::make_unique<Impl>(io, std::move(cfg), router, blocking, exec, sessions)) {}
 
 Server::~Server() = default;
 
@@ -208,7 +209,7 @@ awaitable<void> Server::Impl::session(tcp::socket sock) {
       }
       auto target = std::get<WsRoute>(routed);
       auto params = parse_exec_params(parse_query(req.target).value_or(Query{}));
-      if (!params || !exec_ || !exec_->container(target.sprite)) {
+      if (!params || !exec_ || !sessions_ || !exec_->container(target.sprite)) {
         Response err = !params ? json_error(400, "bad_request", params.error().what)
                                : json_error(503, "unavailable", "sprite '" + target.sprite + "' is not running");
         co_await reply_and_close(err);
@@ -228,7 +229,7 @@ awaitable<void> Server::Impl::session(tcp::socket sock) {
       }));
       auto [aec] = co_await ws.async_accept(parser.release(), tuple_awaitable);
       if (aec) co_return;
-      co_await run_exec(ws, std::move(*params), target.sprite, next_session_id_++, *exec_, blocking_);
+      co_await run_exec(ws, std::move(*params), target.sprite, *sessions_, *exec_, blocking_);
       co_return;
     }
     Routed routed = router_.route(req);

@@ -8,6 +8,7 @@
 
 #include "api/exec_session.hpp"
 #include "api/router.hpp"
+#include "api/sessions.hpp"
 #include "common/result.hpp"
 
 namespace boost::asio {
@@ -29,9 +30,9 @@ struct ServerConfig {
 class Server {
  public:
   // Blocking work a route asks for (creating a sprite, say) runs on `blocking`.
-  // exec may be null: then exec endpoints answer 503.
+  // exec (and sessions) may be null: then exec endpoints answer 503.
   Server(boost::asio::io_context& io, ServerConfig cfg, const Router& router, boost::asio::thread_pool& blocking,
-         const ExecDeps* exec);
+         const ExecDeps* exec, SessionTable* sessions);
   ~Server();
   Server(const Server&) = delete;
   Server& operator=(const Server&) = delete;

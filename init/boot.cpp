@@ -140,6 +140,7 @@ class Pid1 {
   std::unique_ptr<agent::SpriteManager> sprites_;
   std::unique_ptr<api::Router> router_;
   api::ExecDeps exec_deps_;
+  api::SessionTable sessions_;
   std::unique_ptr<api::Server> server_;
   std::vector<std::pair<const char*, std::function<void()>>> stops_;
 
@@ -286,7 +287,7 @@ Status Pid1::step_network() {
 
 Status Pid1::step_api() {
   api::RouterConfig rc{token_, cfg_.org, kVersion, ""};
-  router_ = std::make_unique<api::Router>(rc, registry_, sprites_.get());
+  router_ = std::make_unique<api::Router>(rc, registry_, sprites_.get(), &sessions_);
   api::ServerConfig sc;
   sc.host = cfg_.api.listen.host;
   sc.port = cfg_.api.listen.port;
@@ -299,7 +300,8 @@ Status Pid1::step_api() {
       reaper_.watch(pid, std::move(cb), ticket);
     };
   }
-  auto server = std::make_unique<api::Server>(io_, sc, *router_, blocking_, sprites_ ? &exec_deps_ : nullptr);
+  auto server =
+      std::make_unique<api::Server>(io_, sc, *router_, blocking_, sprites_ ? &exec_deps_ : nullptr, &sessions_);
   if (auto s = server->start(); !s) return s;
   server_ = std::move(server);
   router_->set_base_url(url());

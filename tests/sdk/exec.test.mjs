@@ -162,3 +162,28 @@ test('checkSprite runs a real probe', { skip }, async () => {
   assert.ok(r.elapsed >= 0);
   assert.ok(r.checkedAt instanceof Date && !Number.isNaN(r.checkedAt.getTime()));
 });
+
+test('listSessions shows a running exec; killSession ends it and streams its exit', { skip }, async () => {
+  const cmd = sprite.spawn('sleep', ['1000']);
+  const done = collect(cmd);
+  await new Promise((resolve) => cmd.on('spawn', resolve));
+  await new Promise((r) => setTimeout(r, 100));
+  const sessions = await sprite.listSessions();
+  const mine = sessions.find((s) => s.command === 'sleep 1000');
+  assert.ok(mine, `listed: ${JSON.stringify(sessions)}`);
+  assert.match(String(mine.id), /^\d+$/);
+  assert.equal(mine.tty, false);
+  assert.equal(mine.workdir, '/home/sprite');
+  assert.ok(!Number.isNaN(mine.created.getTime()));
+
+  const events = [];
+  for await (const ev of await sprite.killSession(mine.id, 'SIGTERM', '5s')) events.push(ev);
+  assert.deepEqual(events.map((e) => e.type), ['signal', 'exited', 'complete']);
+  assert.equal(events[1].exitCode, 143);
+  assert.equal((await done).code, 143);
+  assert.equal((await sprite.listSessions()).find((s) => s.id === mine.id), undefined);
+});
+
+test('killSession of an unknown session is a 404', { skip }, async () => {
+  await assert.rejects(sprite.killSession('999999'), (err) => err.statusCode === 404 || /404/.test(String(err)));
+});

@@ -5,6 +5,7 @@
 #include "agent/registry.hpp"
 #include "api/auth.hpp"
 #include "api/router.hpp"
+#include "api/sessions.hpp"
 
 using namespace bp::api;
 using nlohmann::json;
@@ -219,4 +220,31 @@ TEST_CASE("restart and check go through the control, and a single-sprite machine
   CHECK(r.handle(post).status == 501);
   CHECK(r.handle(req("DELETE", "/v1/sprites/box")).status == 501);
   CHECK(r.handle(req("GET", "/v1/sprites/box")).status == 200);
+}
+
+TEST_CASE("exec sessions: listed while running, kill of unknown is 404 and of exited is 410", "[router]") {
+  bp::agent::Registry reg;
+  FakeControl ctl(reg);
+  bp::api::SessionTable sessions;
+  Router r({kToken, "local", "0.1.0", ""}, reg, &ctl, &sessions);
+  auto post = req("POST", "/v1/sprites");
+  post.body = R"({"name":"box"})";
+  REQUIRE(r.handle(post).status == 201);
+  auto empty = json::parse(r.handle(req("GET", "/v1/sprites/box/exec")).body);
+  CHECK(empty["sessions"] == json::array());
+  CHECK(empty["count"] == 0);
+  std::uint64_t id = sessions.next_id();
+  sessions.add({id, "box", "sleep 5", "/home/sprite", 1767609000, 0, 0, false, 999999, false, -1});
+  auto list = json::parse(r.handle(req("GET", "/v1/sprites/box/exec")).body);
+  REQUIRE(list["count"] == 1);
+  CHECK(list["sessions"][0]["id"] == std::to_string(id));
+  CHECK(list["sessions"][0]["created"] == "2026-01-05T10:30:00Z");
+  CHECK(list["sessions"][0]["command"] == "sleep 5");
+  CHECK(r.handle(req("GET", "/v1/sprites/box/exec?cmd=ls")).status == 400);
+  CHECK(r.handle(req("POST", "/v1/sprites/box/exec/777/kill")).status == 404);
+  CHECK(r.handle(req("POST", "/v1/sprites/box/exec/abc/kill")).status == 404);
+  CHECK(r.handle(req("POST", "/v1/sprites/box/exec/" + std::to_string(id) + "/kill?signal=BOGUS")).status == 400);
+  sessions.exited(id, 143);
+  CHECK(r.handle(req("POST", "/v1/sprites/box/exec/" + std::to_string(id) + "/kill")).status == 410);
+  CHECK(json::parse(r.handle(req("GET", "/v1/sprites/box/exec")).body)["count"] == 0);
 }
