@@ -20,4 +20,10 @@ using WsStream = boost::beast::websocket::stream<boost::beast::tcp_stream>;
 boost::asio::awaitable<void> run_exec(WsStream& ws, ExecParams params, std::string sprite, SessionTable& sessions,
                                       const ExecDeps& deps, boost::asio::thread_pool& blocking);
 
+// Exec over plain HTTP (API.md 2.5) on a connection whose request has been read: the
+// body is stdin, the response the non-TTY frames. False when the client went away.
+boost::asio::awaitable<bool> run_http_exec(boost::beast::tcp_stream& stream, std::string body, ExecParams params,
+                                           std::string sprite, std::string version, const ExecDeps& deps,
+                                           boost::asio::thread_pool& blocking);
+
 }  // namespace bp::api

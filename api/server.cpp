@@ -99,6 +99,14 @@ std::uint16_t Server::port() const {
 
 std::size_t Server::connections() const { return impl_->live_.size(); }
 
+namespace {
+// /v1/sprites/{name}/exec, with or without a query.
+bool is_exec_path(const std::string& target) {
+  auto seg = split_path(target);
+  return seg && seg->size() == 4 && (*seg)[0] == "v1" && (*seg)[1] == "sprites" && (*seg)[3] == "exec";
+}
+}  // namespace
+
 awaitable<void> Server::Impl::accept_loop() {
   while (!stopped_) {
     auto [ec, sock] = co_await acceptor_.async_accept(tuple_awaitable);
@@ -111,6 +119,10 @@ awaitable<void> Server::Impl::accept_loop() {
       continue;
     }
     ::fcntl(sock.native_handle(), F_SETFD, FD_CLOEXEC);
+    // No Nagle: small frames (an exec's exit, a keystroke's echo) go out at once, and
+    // HTTP exec's paced frames stay separate reads for the client (API.md 2.5).
+    boost::system::error_code nd;
+    sock.set_option(tcp::no_delay(true), nd);
     asio::co_spawn(io_, [this, sock = std::move(sock)]() mutable { return session(std::move(sock)); },
                    log_exit("api.session"));
   }
@@ -231,6 +243,26 @@ awaitable<void> Server::Impl::session(tcp::socket sock) {
       if (aec) co_return;
       co_await run_exec(ws, std::move(*params), target.sprite, *sessions_, *exec_, blocking_);
       co_return;
+    }
+    if (req.method == "POST" && is_exec_path(req.target)) {
+      // Exec over plain HTTP streams its answer: it cannot go through route().
+      auto routed = router_.route_upgrade(req);
+      auto params = parse_exec_params(parse_query(req.target).value_or(Query{}));
+      std::optional<Response> err;
+      if (auto* e = std::get_if<Response>(&routed)) err = *e;
+      else if (!params) err = json_error(400, "bad_request", params.error().what);
+      else if (auto q = parse_query(req.target).value_or(Query{});
+               query_get(q, "tty") || query_get(q, "id") || query_get(q, "detachable") || query_get(q, "cc"))
+        err = json_error(400, "bad_request", "HTTP exec runs without a terminal and cannot attach; use the WebSocket");
+      else if (!exec_ || !exec_->container(std::get<WsRoute>(routed).sprite))
+        err = json_error(503, "unavailable", "the sprite is not running");
+      if (err) {
+        co_await reply_and_close(*err);
+        break;
+      }
+      co_await run_http_exec(stream, std::move(req.body), std::move(*params), std::get<WsRoute>(routed).sprite,
+                             router_.config().version, *exec_, blocking_);
+      break;
     }
     Routed routed = router_.route(req);
     Response r = std::move(routed.response);

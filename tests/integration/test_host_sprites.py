@@ -88,6 +88,32 @@ class HostSprites(unittest.TestCase):
             rt.kill()
 
 
+class HttpExec(unittest.TestCase):
+    def test_frames_and_refusals(self):
+        harness.require_root(self)
+        if not BASE:
+            self.skipTest("BALLPOINT_BASE_IMAGE not set")
+        rt = Runtime(extra=["--set", f"base_image={BASE}"])
+        try:
+            rt.wait_ready()
+            self.assertEqual(rt.request("POST", "/v1/sprites", body=b'{"name":"h"}')[0], 201)
+            status, body, hdrs = rt.request("POST", "/v1/sprites/h/exec?cmd=echo&cmd=hi")
+            self.assertEqual(status, 200)
+            self.assertEqual(hdrs["Content-Type"], "application/octet-stream")
+            self.assertEqual(body.encode() if isinstance(body, str) else body, "\x01hi\n\x03\x00".encode())
+            status, body, _ = rt.request("POST", "/v1/sprites/h/exec?cmd=sh&cmd=-c&cmd=cat%3Bexit+7&stdin=true",
+                                         body=b"stdin body")
+            self.assertEqual(body, "\x01stdin body\x03\x07")
+            for q in ("cmd=ls&tty=true", "cmd=ls&id=1", "cmd=ls&detachable=true", "tty=true"):
+                status, body, _ = rt.request("POST", f"/v1/sprites/h/exec?{q}")
+                self.assertEqual(status, 400, (q, body))
+            self.assertEqual(rt.request("POST", "/v1/sprites/ghost/exec?cmd=ls")[0], 404)
+            self.assertEqual(rt.request("POST", "/v1/sprites/h/exec?cmd=ls", token="bad")[0], 401)
+            self.assertEqual(rt.stop()[0], 0)
+        finally:
+            rt.kill()
+
+
 class HostWithoutBaseImage(unittest.TestCase):
     def test_create_says_why_it_cannot(self):
         harness.require_root(self)

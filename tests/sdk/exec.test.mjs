@@ -187,3 +187,15 @@ test('listSessions shows a running exec; killSession ends it and streams its exi
 test('killSession of an unknown session is a 404', { skip }, async () => {
   await assert.rejects(sprite.killSession('999999'), (err) => err.statusCode === 404 || /404/.test(String(err)));
 });
+
+test('execFileHTTP runs a command over plain HTTP, 20 times in a row', { skip }, async () => {
+  for (let i = 0; i < 20; i++) {
+    const r = await sprite.execFileHTTP('echo', [`hi-${i}`]);
+    assert.equal(r.stdout.toString(), `hi-${i}\n`);
+    assert.equal(r.exitCode, 0);
+  }
+  const failed = await sprite.execFileHTTP('sh', ['-c', 'echo out; echo err >&2; exit 3']).catch((e) => e);
+  assert.equal(failed.exitCode ?? failed.result?.exitCode, 3);
+  const withInput = await sprite.execFileHTTP('cat', [], { input: 'from the body' });
+  assert.equal(withInput.stdout.toString(), 'from the body');
+});

@@ -1,0 +1,197 @@
+// api/http_exec.cpp — exec over plain HTTP (API.md 2.5): the request body is stdin, the
+// response is the non-TTY frames, one frame per chunk, paced so clients that read one
+// frame per chunk (the JS SDK) never see two frames glued together.
+#include <fcntl.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <array>
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/posix/stream_descriptor.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/beast/http.hpp>
+#include <chrono>
+#include <memory>
+#include <optional>
+
+#include "api/exec_session_async.hpp"
+#include "common/fd.hpp"
+#include "common/log.hpp"
+#include "common/log_exit.hpp"
+#include "common/offload.hpp"
+#include "init/container/container.hpp"
+
+namespace bp::api {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using asio::awaitable;
+using namespace asio::experimental::awaitable_operators;
+using namespace std::chrono_literals;
+constexpr auto tuple_awaitable = asio::as_tuple(asio::use_awaitable);
+
+namespace {
+
+constexpr std::size_t kMaxPending = 1 << 20;  // per stream; then the pump waits
+constexpr auto kPace = 10ms;                   // between frames
+constexpr auto kBeforeExit = 20ms;             // before the exit frame
+constexpr auto kDrainAfterExit = 1s;
+
+struct HttpExec {
+  explicit HttpExec(asio::any_io_executor ex) : exit_timer(ex) {
+    exit_timer.expires_at(asio::steady_timer::time_point::max());
+  }
+  std::optional<asio::posix::stream_descriptor> streams[2];  // stdout, stderr
+  std::string pending[2];  // adjacent output of one stream, merged into one frame
+  int open_streams = 0;
+  bool exited = false;
+  int exit_code = -1;
+  pid_t pid = -1;
+  asio::steady_timer exit_timer;
+};
+
+// Reads one stream into its pending buffer until EOF (or until closed by the writer).
+awaitable<void> pump(std::shared_ptr<HttpExec> x, int which) {
+  std::array<char, 32768> buf;
+  asio::steady_timer wait(co_await asio::this_coro::executor);
+  for (;;) {
+    while (x->pending[which].size() >= kMaxPending) {  // the client is slow: so is the process
+      wait.expires_after(kPace);
+      co_await wait.async_wait(tuple_awaitable);
+    }
+    if (!x->streams[which]) break;
+    auto [ec, n] = co_await x->streams[which]->async_read_some(asio::buffer(buf), tuple_awaitable);
+    if (ec) break;
+    x->pending[which].append(buf.data(), n);
+  }
+  --x->open_streams;
+}
+
+awaitable<void> feed_stdin(std::shared_ptr<HttpExec> x, int fd, std::shared_ptr<const std::string> body) {
+  asio::posix::stream_descriptor in(co_await asio::this_coro::executor, fd);
+  co_await asio::async_write(in, asio::buffer(*body), tuple_awaitable);
+  (void)x;  // keeps the state alive as long as the other coroutines
+}  // closing `in` is the EOF
+
+// The only writer of the body: flushes pending output as frames every kPace until both
+// streams have ended and the process has exited (or kDrainAfterExit after the exit).
+// False when the client went away.
+awaitable<bool> frames(beast::tcp_stream& stream, HttpExec& x) {
+  asio::steady_timer t(co_await asio::this_coro::executor);
+  std::optional<std::chrono::steady_clock::time_point> drain_until;
+  for (;;) {
+    for (int i = 0; i < 2; ++i) {
+      if (x.pending[i].empty()) continue;
+      std::string frame(1, static_cast<char>(i + 1));
+      frame += x.pending[i];
+      x.pending[i].clear();
+      auto [ec, n] = co_await asio::async_write(stream, http::make_chunk(asio::buffer(frame)), tuple_awaitable);
+      if (ec) co_return false;
+      t.expires_after(kPace);
+      co_await t.async_wait(tuple_awaitable);
+    }
+    bool idle = x.pending[0].empty() && x.pending[1].empty();
+    if (x.exited && x.open_streams == 0 && idle) co_return true;
+    if (x.exited && !drain_until) drain_until = std::chrono::steady_clock::now() + kDrainAfterExit;
+    if (drain_until && std::chrono::steady_clock::now() >= *drain_until && idle) co_return true;
+    t.expires_after(kPace);
+    co_await t.async_wait(tuple_awaitable);
+  }
+}
+
+}  // namespace
+
+awaitable<bool> run_http_exec(beast::tcp_stream& stream, std::string body, ExecParams p, std::string sprite,
+                              std::string version, const ExecDeps& deps, asio::thread_pool& blocking) {
+  auto ex = co_await asio::this_coro::executor;
+  auto x = std::make_shared<HttpExec>(ex);
+  UniqueFd in_r, in_w, out_r, out_w, err_r, err_w;
+  int fds[2];
+  bool pipes = true;
+  auto make_pipe = [&](UniqueFd& r, UniqueFd& w) {
+    if (::pipe2(fds, O_CLOEXEC) != 0) return false;
+    r.reset(fds[0]);
+    w.reset(fds[1]);
+    return true;
+  };
+  if (p.stdin) pipes &= make_pipe(in_r, in_w);
+  pipes &= make_pipe(out_r, out_w);
+  pipes &= make_pipe(err_r, err_w);
+
+  container::EnterSpec spec;
+  spec.argv = p.argv;
+  spec.path = p.path;
+  spec.env = exec_environment(p);
+  spec.cwd = p.dir;
+  spec.stdin_fd = in_r.get();
+  spec.stdout_fd = out_w.get();
+  spec.stderr_fd = err_w.get();
+  auto container = deps.container(sprite);
+  auto ticket = deps.ticket();
+  Result<container::Process> proc = make_error("sprite '" + sprite + "' is not running", ESRCH);
+  if (!pipes) proc = sys_error("pipe2");
+  else if (container) proc = co_await offload(blocking, [&] { return container->enter(spec); });
+  in_r.reset();
+  out_w.reset();
+  err_w.reset();
+
+  // Headers at once, before any output (API.md 1.6 and 2.5).
+  http::response<http::empty_body> res{http::status::ok, 11};
+  res.set(http::field::server, "ballpoint");
+  res.set("Sprite-Version", version);
+  res.set(http::field::content_type, "application/octet-stream");
+  res.set(http::field::cache_control, "no-cache");
+  res.set("X-Content-Type-Options", "nosniff");
+  res.chunked(true);
+  res.keep_alive(false);
+  http::response_serializer<http::empty_body> sr{res};
+  auto [hec, hn] = co_await http::async_write_header(stream, sr, tuple_awaitable);
+  if (hec) co_return false;
+
+  if (!proc) {
+    bool not_found = proc.error().code == ENOENT && proc.error().what.find("execve") != std::string::npos;
+    x->pending[1] = "ballpoint: " + proc.error().what + "\n";
+    x->exited = true;
+    x->exit_code = not_found ? 127 : 126;
+  } else {
+    x->pid = proc->pid;
+    deps.watch_exit(proc->pid, ticket, [x](int code) {
+      x->exited = true;
+      x->exit_code = code;
+      x->exit_timer.cancel();
+    });
+    for (int i = 0; i < 2; ++i) {
+      int fd = (i == 0 ? out_r : err_r).release();
+      ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_NONBLOCK);
+      x->streams[i].emplace(ex, fd);
+      ++x->open_streams;
+      asio::co_spawn(ex, [x, i] { return pump(x, i); }, log_exit("api.http_exec"));
+    }
+    if (in_w) {
+      int fd = in_w.release();
+      ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_NONBLOCK);
+      auto data = std::make_shared<const std::string>(std::move(body));
+      asio::co_spawn(ex, [x, fd, data] { return feed_stdin(x, fd, data); }, log_exit("api.http_exec"));
+    }
+  }
+  bool ok = co_await frames(stream, *x);
+  for (auto& st : x->streams)
+    if (st) st->close();  // a background child may still hold the pipes: we are done reading
+  if (!ok) {
+    if (!x->exited && x->pid > 0) ::kill(-x->pid, SIGKILL);  // the client went away: so does the process
+    co_return false;
+  }
+  asio::steady_timer t(ex, kBeforeExit);
+  co_await t.async_wait(tuple_awaitable);
+  std::string exit_frame{'\x03', static_cast<char>(x->exit_code & 0xff)};
+  auto [ec1, n1] = co_await asio::async_write(stream, http::make_chunk(asio::buffer(exit_frame)), tuple_awaitable);
+  if (ec1) co_return false;
+  auto [ec2, n2] = co_await asio::async_write(stream, http::make_chunk_last(), tuple_awaitable);
+  co_return !ec2;
+}
+
+}  // namespace bp::api
