@@ -44,11 +44,12 @@ int parse_signal(std::string_view s) {
   if (s.empty()) return 0;
   int n = 0;
   auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), n);
-  if (ec == std::errc() && p == s.data() + s.size()) return n > 0 && n < NSIG ? n : 0;
+  // Standard signals only: 32 and up are glibc's own or real-time, with no name to report.
+  if (ec == std::errc() && p == s.data() + s.size()) return n > 0 && n < 32 ? n : 0;
   std::string up;
   for (char c : s) up += static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
   if (up.rfind("SIG", 0) == 0) up.erase(0, 3);
-  for (int sig = 1; sig < NSIG; ++sig) {
+  for (int sig = 1; sig < 32; ++sig) {
     const char* abbrev = sigabbrev_np(sig);
     if (abbrev && up == abbrev) return sig;
   }

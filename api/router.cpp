@@ -12,6 +12,7 @@
 #include <signal.h>
 #include <string.h>
 
+#include <algorithm>
 #include <charconv>
 #include <chrono>
 #include <ctime>
@@ -181,7 +182,7 @@ Routed Router::sprite_item(const Request& req, const std::vector<std::string>& s
     return {{}, [this, name, id = rec->id]() -> Response {
               if (auto st = control_->restart(name); !st) return control_error(st.error());
               Response r;
-              r.body = nlohmann::json{{"sprite_name", name}, {"machine_id", id}, {"message", "restarted"}}.dump();
+              r.body = nlohmann::json{{"sprite_name", name}, {"machine_id", id}, {"message", "restarting"}}.dump();
               return r;
             }};
   }
@@ -190,8 +191,10 @@ Routed Router::sprite_item(const Request& req, const std::vector<std::string>& s
     if (!control_) return {json_error(501, "not_supported", "this ballpoint instance runs no sprites")};
     return {{}, [this, name, id = rec->id]() -> Response {
               auto ms = control_->check(name);
+              // A sprite whose container is stopped sleeps; one that fails the probe is unhealthy.
+              const char* status = ms ? "healthy" : ms.error().code == ESRCH ? "hibernated" : "unhealthy";
               Response r;
-              r.body = check_json(name, id, ms ? "healthy" : "unhealthy", ms ? "" : ms.error().what, ms ? *ms : 0);
+              r.body = check_json(name, id, status, ms ? "" : ms.error().what, ms ? *ms : 0);
               return r;
             }};
   }
@@ -223,14 +226,18 @@ Routed Router::exec_sessions(const Request& req, const std::vector<std::string>&
   std::string sig_name = query_get(q, "signal").value_or("SIGTERM");
   std::int64_t timeout_ms = 10000;
   if (auto t = query_get(q, "timeout")) timeout_ms = parse_go_duration_ms(*t);
+  constexpr std::int64_t kMaxKillWaitMs = 30000;  // the wait holds a blocking-pool thread
   if (auto j = nlohmann::json::parse(req.body, nullptr, false); j.is_object()) {
     if (j.contains("signal") && j["signal"].is_string()) sig_name = j["signal"];
-    if (j.contains("timeout") && j["timeout"].is_number_unsigned()) timeout_ms = j["timeout"].get<std::int64_t>() * 1000;
+    if (j.contains("timeout") && j["timeout"].is_number_unsigned())
+      timeout_ms = static_cast<std::int64_t>(std::min<std::uint64_t>(j["timeout"].get<std::uint64_t>(), 3600) * 1000);
   }
+  if (timeout_ms > kMaxKillWaitMs) timeout_ms = kMaxKillWaitMs;
   int sig = parse_signal(sig_name);
   if (!sig || timeout_ms < 0) return {json_error(400, "bad_request", "unknown signal or malformed timeout")};
   return {{}, [this, sprite, id, sig, timeout_ms, pid = session->pid]() -> Response {
-            std::string sig_text = std::string("SIG") + sigabbrev_np(sig);
+            const char* abbrev = sigabbrev_np(sig);
+            std::string sig_text = abbrev ? std::string("SIG") + abbrev : std::to_string(sig);
             auto line = [](nlohmann::json j) { return j.dump() + "\n"; };
             Response r;
             r.content_type = "application/x-ndjson";

@@ -1,6 +1,8 @@
 // api/cli/client.cpp — HTTP and WebSocket exec for the CLI, on Beast.
 #include "api/cli/client.hpp"
 
+#include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/ioctl.h>
 #include <sys/signalfd.h>
@@ -73,14 +75,28 @@ class RawTerminal {
   bool active_ = false;
 };
 
+// Blocks until everything is written: a terminal that falls behind says EAGAIN when
+// someone made it non-blocking, and dropping output then would be silent data loss.
 void write_all_fd(int fd, const char* p, std::size_t n) {
   while (n > 0) {
     ssize_t w = ::write(fd, p, n);
     if (w < 0 && errno == EINTR) continue;
-    if (w <= 0) return;
+    if (w < 0 && errno == EAGAIN) {
+      pollfd pf{fd, POLLOUT, 0};
+      ::poll(&pf, 1, -1);
+      continue;
+    }
+    if (w <= 0) return;  // the reader is gone (EPIPE): nothing more to do
     p += w;
     n -= static_cast<std::size_t>(w);
   }
+}
+
+// Our own open file description of stdin, so that making it non-blocking for Asio does
+// not make the user's terminal (shared with stdout and the shell) non-blocking too.
+int own_stdin() {
+  int fd = ::open("/proc/self/fd/0", O_RDONLY | O_CLOEXEC | O_NOCTTY);
+  return fd >= 0 ? fd : ::fcntl(0, F_DUPFD_CLOEXEC, 3);  // sockets cannot be reopened
 }
 
 using Ws = websocket::stream<beast::tcp_stream>;
@@ -106,7 +122,8 @@ awaitable<void> receive(Ws& ws, ExecState& st, bool tty) {
     std::size_t len = d.size();
     if (ws.got_text()) {
       auto j = nlohmann::json::parse(std::string(p, len), nullptr, false);
-      if (j.is_object() && j.value("type", "") == "exit") st.exit_code = j.value("exit_code", 0);
+      if (j.is_object() && j["type"] == "exit" && j["exit_code"].is_number_integer())
+        st.exit_code = j["exit_code"].get<int>();
     } else if (tty) {
       write_all_fd(1, p, len);
     } else if (len > 0) {
@@ -127,7 +144,7 @@ awaitable<void> send_input(Ws& ws, ExecState& st, bool tty) {
   // epoll cannot wait on a regular file: read those directly (they never block long).
   bool pollable = !S_ISREG(sb.st_mode);
   std::optional<asio::posix::stream_descriptor> in;
-  if (pollable) in.emplace(co_await asio::this_coro::executor, ::dup(0));
+  if (pollable) in.emplace(co_await asio::this_coro::executor, own_stdin());
   std::array<char, 32768> buf;
   // SIGWINCH through a signalfd, so the resize goes out from this coroutine too.
   sigset_t winch;
@@ -242,8 +259,11 @@ int run_exec(const Endpoint& ep, const ExecOptions& o) {
   beast::error_code ec;
   ws.handshake(res, hp.host, target, ec);
   if (ec) {
-    std::string why = res.body().empty() ? ec.message() : res.body();
-    throw std::runtime_error("exec: " + std::to_string(res.result_int()) + " " + why);
+    auto j = nlohmann::json::parse(res.body(), nullptr, false);
+    std::string why = j.is_object() && j["message"].is_string() ? j["message"].get<std::string>()
+                      : res.body().empty()                       ? ec.message()
+                                                                 : res.body();
+    throw std::runtime_error(std::to_string(res.result_int()) + ": " + why);
   }
   ws.read_message_max(8 << 20);
   ExecState st;

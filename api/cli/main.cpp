@@ -16,6 +16,8 @@
 #include <string>
 #include <vector>
 
+#include <boost/system/system_error.hpp>
+
 #include "api/cli/client.hpp"
 
 namespace fs = std::filesystem;
@@ -98,8 +100,14 @@ int main(int argc, char** argv) {
 
   if (cmd == "use") {
     if (rest.size() != 1) return usage(2);
-    fs::create_directories(config_dir());
-    std::ofstream(config_dir() + "/default-sprite") << rest[0] << "\n";
+    std::error_code ec;
+    fs::create_directories(config_dir(), ec);
+    std::ofstream f(config_dir() + "/default-sprite");
+    f << rest[0] << "\n";
+    if (ec || !f.flush()) {
+      std::fprintf(stderr, "ballpoint: cannot write %s/default-sprite\n", config_dir().c_str());
+      return 1;
+    }
     return 0;
   }
 
@@ -149,6 +157,10 @@ int main(int argc, char** argv) {
         std::fputs("ballpoint: which sprite? name it, or set a default with `ballpoint use NAME`\n", stderr);
         return 2;
       }
+      if ((cmd == "console" || o.tty) && !::isatty(0)) {
+        std::fputs("ballpoint: a terminal session needs a terminal on stdin (drop -t to pipe input)\n", stderr);
+        return 2;
+      }
       if (cmd == "console") {
         o.tty = true;
         o.argv = {"sh", "-c", "if command -v bash >/dev/null; then exec bash -l; else exec sh -l; fi"};
@@ -159,6 +171,10 @@ int main(int argc, char** argv) {
       }
       return run_exec(ep, o);
     }
+  } catch (const boost::system::system_error& e) {
+    // Boost's what() carries a source location; the user wants the reason.
+    std::fprintf(stderr, "ballpoint: cannot reach %s: %s\n", ep.url.c_str(), e.code().message().c_str());
+    return 1;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "ballpoint: %s\n", e.what());
     return 1;

@@ -63,4 +63,6 @@ TEST_CASE("Go durations and signal names", "[query]") {
   CHECK(parse_signal("9") == 9);
   CHECK(parse_signal("BOGUS") == 0);
   CHECK(parse_signal("0") == 0);
+  CHECK(parse_signal("40") == 0);  // real-time signals have no name to report
+  CHECK(parse_signal("RTMIN") == 0);
 }

@@ -210,7 +210,7 @@ TEST_CASE("restart and check go through the control, and a single-sprite machine
   CHECK(checked["status"] == "healthy");
   CHECK(checked["elapsed"] == 7);
   CHECK(checked["reason"].is_null());
-  ctl.fail_errno = ESRCH;
+  ctl.fail_errno = EIO;
   checked = json::parse(r.handle(req("GET", "/v1/sprites/box/check")).body);
   CHECK(checked["status"] == "unhealthy");
   CHECK(checked["reason"] == "container gone");
@@ -244,6 +244,7 @@ TEST_CASE("exec sessions: listed while running, kill of unknown is 404 and of ex
   CHECK(r.handle(req("POST", "/v1/sprites/box/exec/777/kill")).status == 404);
   CHECK(r.handle(req("POST", "/v1/sprites/box/exec/abc/kill")).status == 404);
   CHECK(r.handle(req("POST", "/v1/sprites/box/exec/" + std::to_string(id) + "/kill?signal=BOGUS")).status == 400);
+  CHECK(r.handle(req("POST", "/v1/sprites/box/exec/" + std::to_string(id) + "/kill?signal=40")).status == 400);
   sessions.exited(id, 143);
   CHECK(r.handle(req("POST", "/v1/sprites/box/exec/" + std::to_string(id) + "/kill")).status == 410);
   CHECK(json::parse(r.handle(req("GET", "/v1/sprites/box/exec")).body)["count"] == 0);
