@@ -199,3 +199,27 @@ test('execFileHTTP runs a command over plain HTTP, 20 times in a row', { skip },
   const withInput = await sprite.execFileHTTP('cat', [], { input: 'from the body' });
   assert.equal(withInput.stdout.toString(), 'from the body');
 });
+
+test('50 concurrent execs each get their own output', { skip }, async () => {
+  const rs = await Promise.all([...Array(50).keys()].map((i) => sprite.execFile('sh', ['-c', `echo out-${i}; echo err-${i} >&2`])));
+  rs.forEach((r, i) => assert.deepEqual([r.stdout, r.stderr], [`out-${i}\n`, `err-${i}\n`]));
+});
+
+test('1,000 execs leave no process, zombie or file descriptor behind in PID 1', { skip, timeout: 120000 }, async () => {
+  const { readdirSync, readFileSync } = await import('node:fs');
+  const children = (pid) => readdirSync(`/proc/${pid}/task`).flatMap((t) =>
+    readFileSync(`/proc/${pid}/task/${t}/children`, 'utf8').split(' ').filter(Boolean).map(Number));
+  const pid1 = children(bp.pid)[0];
+  const fds = () => readdirSync(`/proc/${pid1}/fd`).length;
+  const settle = async (pred) => {
+    for (let i = 0; i < 100 && !pred(); i++) await new Promise((r) => setTimeout(r, 50));
+    return pred();
+  };
+  await sprite.exec('true');
+  await settle(() => children(pid1).length === 1);
+  const before = { fds: fds(), kids: children(pid1).length };
+  for (let i = 0; i < 1000; i++) await sprite.exec('true');
+  // Only the container's init is left as PID 1's child; sockets of finished sessions close.
+  assert.ok(await settle(() => children(pid1).length === before.kids), `children: ${children(pid1)}`);
+  assert.ok(await settle(() => fds() <= before.fds), `fds ${fds()} > ${before.fds}`);
+});

@@ -236,6 +236,7 @@ export function useBallpoint(options = {}) {
   return {
     ready,
     get url() { return need().url; },
+    get pid() { return need().pid; },
     get token() { return need().token; },
     get stateDir() { return need().stateDir; },
     get logPath() { return need().logPath; },
