@@ -34,6 +34,14 @@ void Registry::set_status(const std::string& name, const std::string& status) {
   if (auto it = sprites_.find(name); it != sprites_.end()) it->second.status = status;
 }
 
+bool Registry::replace(const SpriteRecord& rec) {
+  std::lock_guard lk(mu_);
+  auto it = sprites_.find(rec.name);
+  if (it == sprites_.end()) return false;
+  it->second = rec;
+  return true;
+}
+
 std::size_t Registry::size() const {
   std::lock_guard lk(mu_);
   return sprites_.size();

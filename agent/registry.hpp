@@ -19,6 +19,8 @@ struct SpriteRecord {
   std::string status = "cold";  // cold | warm | running
   std::string created_at;       // RFC 3339
   std::string updated_at;
+  std::vector<std::string> labels;
+  std::string url_auth = "sprite";  // url_settings.auth: sprite (token required) | public
 };
 
 // Thread-safe: the API reads it on the event loop while sprites are made and removed
@@ -31,6 +33,8 @@ class Registry {
   bool add(SpriteRecord rec);
   bool remove(const std::string& name);
   void set_status(const std::string& name, const std::string& status);
+  // Replaces the record of an existing sprite; false when there is none.
+  bool replace(const SpriteRecord& rec);
   std::size_t size() const;
 
  private:
@@ -47,6 +51,9 @@ class SpriteControl {
   virtual Result<SpriteRecord> create(const std::string& name) = 0;
   // ENOENT when there is no such sprite.
   virtual Status destroy(const std::string& name) = 0;
+  // Sets labels and/or url_settings.auth, persisted; returns the updated record.
+  virtual Result<SpriteRecord> update(const std::string& name, const std::optional<std::vector<std::string>>& labels,
+                                      const std::optional<std::string>& url_auth) = 0;
   // Bounces the sprite's container (its processes all end; the machine stays up).
   virtual Status restart(const std::string& name) = 0;
   // A real probe: runs `true` inside. Ok with the time it took, or why it failed.

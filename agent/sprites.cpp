@@ -122,6 +122,10 @@ Status SpriteManager::load() {
       continue;
     }
     SpriteRecord rec{j.value("id", ""), name, "cold", j.value("created_at", ""), j.value("updated_at", "")};
+    if (j.contains("labels") && j["labels"].is_array())
+      for (const auto& l : j["labels"])
+        if (l.is_string()) rec.labels.push_back(l.get<std::string>());
+    if (j.value("url_auth", "") == "public") rec.url_auth = "public";
     // The image it was made from stays its lower layer, even if new sprites now use another.
     Status s = mount_root(name, j.value("base_image", cfg_.base_image));
     if (s) s = start_container(name);
@@ -178,12 +182,7 @@ Result<SpriteRecord> SpriteManager::create(const std::string& name) {
   if (auto s = mount_root(name, cfg_.base_image); !s) return fail(std::move(s.error()));
   if (auto s = start_container(name); !s) return fail(std::move(s.error()));
   // The record goes last: a sprite.json on disk means the sprite is whole.
-  json j{{"id", rec.id},
-         {"name", name},
-         {"created_at", rec.created_at},
-         {"updated_at", rec.updated_at},
-         {"base_image", cfg_.base_image}};
-  if (auto s = write_file_atomic(d + "/sprite.json", j.dump() + "\n", 0600); !s) return fail(std::move(s.error()));
+  if (auto s = save_record(rec); !s) return fail(std::move(s.error()));
   registry_.add(rec);
   Logger("agent.sprites").info("sprite created", {{"sprite", name}, {"id", rec.id}});
   return rec;
@@ -225,6 +224,33 @@ Status SpriteManager::destroy(const std::string& name) {
   Logger("agent.sprites").info("sprite destroyed", {{"sprite", name}});
   if (ec) return make_error("destroy sprite " + name + ": remove: " + ec.message(), ec.value());
   return {};
+}
+
+Status SpriteManager::save_record(const SpriteRecord& rec) {
+  // The base image stays the one the sprite was made from (it is its overlay's lower layer).
+  std::string base = cfg_.base_image;
+  if (auto old = read_file(dir_of(rec.name) + "/sprite.json"); old) {
+    json o = json::parse(*old, nullptr, false);
+    if (o.is_object() && o.contains("base_image") && o["base_image"].is_string()) base = o["base_image"];
+  }
+  json j{{"id", rec.id},           {"name", rec.name},     {"created_at", rec.created_at},
+         {"updated_at", rec.updated_at}, {"labels", rec.labels}, {"url_auth", rec.url_auth},
+         {"base_image", base}};
+  return write_file_atomic(dir_of(rec.name) + "/sprite.json", j.dump() + "\n", 0600);
+}
+
+Result<SpriteRecord> SpriteManager::update(const std::string& name,
+                                           const std::optional<std::vector<std::string>>& labels,
+                                           const std::optional<std::string>& url_auth) {
+  std::lock_guard lk(update_mu_);
+  auto rec = registry_.get(name);
+  if (!rec) return make_error("sprite '" + name + "' not found", ENOENT);
+  if (labels) rec->labels = *labels;
+  if (url_auth) rec->url_auth = *url_auth;
+  rec->updated_at = now_rfc3339();
+  if (auto s = save_record(*rec); !s) return std::move(s.error()).wrap("update sprite " + name);
+  registry_.replace(*rec);
+  return *rec;
 }
 
 Status SpriteManager::restart(const std::string& name) {

@@ -37,6 +37,8 @@ class SpriteManager final : public SpriteControl {
   Status load();
   Result<SpriteRecord> create(const std::string& name) override;
   Status destroy(const std::string& name) override;
+  Result<SpriteRecord> update(const std::string& name, const std::optional<std::vector<std::string>>& labels,
+                              const std::optional<std::string>& url_auth) override;
   Status restart(const std::string& name) override;
   Result<std::int64_t> check(const std::string& name) override;
   bool single_sprite() const override { return cfg_.single; }
@@ -52,11 +54,13 @@ class SpriteManager final : public SpriteControl {
   Status mount_root(const std::string& name, const std::string& base_image);
   void unmount_root(const std::string& name);
   Status start_container(const std::string& name);
+  Status save_record(const SpriteRecord& rec);
 
   SpritesConfig cfg_;
   Registry& registry_;
   std::mutex mu_;
   std::set<std::string> busy_;  // names being created or destroyed
+  std::mutex update_mu_;         // serialises read-modify-write of records
   std::map<std::string, std::shared_ptr<container::Container>> containers_;
 };
 

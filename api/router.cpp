@@ -174,7 +174,38 @@ Routed Router::sprite_item(const Request& req, const std::vector<std::string>& s
                 return r;
               }};
     }
-    return {method_not_allowed("GET, HEAD, DELETE")};
+    if (req.method == "PUT") {
+      if (!control_) return {json_error(501, "not_supported", "this ballpoint instance runs no sprites")};
+      auto j = nlohmann::json::parse(req.body, nullptr, false);
+      if (!j.is_object()) return {json_error(400, "bad_request", "request body must be a JSON object")};
+      std::optional<std::vector<std::string>> labels;
+      std::optional<std::string> auth;
+      if (j.contains("labels")) {
+        if (!j["labels"].is_array()) return {json_error(400, "bad_request", "labels must be a list of strings")};
+        labels.emplace();
+        for (const auto& l : j["labels"]) {
+          if (!l.is_string() || l.get<std::string>().empty() || l.get<std::string>().size() > 63)
+            return {json_error(400, "bad_request", "labels are strings of 1 to 63 characters")};
+          labels->push_back(l.get<std::string>());
+        }
+      }
+      if (j.contains("clear_labels") && j["clear_labels"] == true) labels.emplace();
+      if (j.contains("url_settings")) {
+        const auto& us = j["url_settings"];
+        if (!us.is_object() || (us.contains("auth") && us["auth"] != "sprite" && us["auth"] != "public"))
+          return {json_error(400, "bad_request", "url_settings.auth must be \"sprite\" or \"public\"")};
+        if (us.contains("auth")) auth = us["auth"].get<std::string>();
+      }
+      if (!labels && !auth) return {json_error(400, "bad_request", "nothing to update: give labels or url_settings")};
+      return {{}, [this, name, labels, auth]() -> Response {
+                auto rec = control_->update(name, labels, auth);
+                if (!rec) return control_error(rec.error());
+                Response r;
+                r.body = sprite_json(*rec, cfg_.org, cfg_.base_url);
+                return r;
+              }};
+    }
+    return {method_not_allowed("GET, HEAD, PUT, DELETE")};
   }
   if (s.size() == 4 && s[3] == "restart") {
     if (req.method != "POST") return {method_not_allowed("POST")};

@@ -15,10 +15,10 @@ json sprite_object(const agent::SpriteRecord& rec, std::string_view org, std::st
               {"organization", org},
               {"status", rec.status},
               {"url", url},
-              {"url_settings", {{"auth", "sprite"}}},
+              {"url_settings", {{"auth", rec.url_auth}}},
               {"config", {{"region", "local"}}},
               {"environment", json::object()},
-              {"labels", json::array()},
+              {"labels", rec.labels},
               {"primary_region", "local"},
               {"created_at", rec.created_at},
               {"updated_at", rec.updated_at}};

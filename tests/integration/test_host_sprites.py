@@ -45,6 +45,9 @@ class HostSprites(unittest.TestCase):
             self.assertEqual(body["status"], "running")
             sid = body["id"]
             self.assertEqual(rt.request("POST", "/v1/sprites", body=b'{"name":"alpha"}')[0], 409)
+            status, body, _ = rt.request("PUT", "/v1/sprites/alpha",
+                                         body=b'{"labels":["kept"],"url_settings":{"auth":"public"}}')
+            self.assertEqual((status, body["labels"]), (200, ["kept"]))
             self.assertIn("alpha", container_inits(rt.pid1()))
             # The container's root is an overlay: a file written there lands in the sprite's upper dir.
             init = container_inits(rt.pid1())["alpha"]
@@ -62,6 +65,7 @@ class HostSprites(unittest.TestCase):
             status, body, _ = rt.request("GET", "/v1/sprites/alpha")
             self.assertEqual(status, 200, rt.console())
             self.assertEqual((body["id"], body["status"]), (sid, "running"))
+            self.assertEqual((body["labels"], body["url_settings"]["auth"]), (["kept"], "public"))
             self.assertIn("alpha", container_inits(rt.pid1()))
             status, body, _ = rt.request("DELETE", "/v1/sprites/alpha")
             self.assertEqual(status, 204, body)

@@ -48,3 +48,16 @@ test('an invalid name is refused with 400 and creates nothing', { skip }, async 
   await assert.rejects(client.createSprite('Not_Valid'), (err) => err instanceof APIError && err.statusCode === 400);
   assert.deepEqual((await client.listSprites()).sprites, []);
 });
+
+test('updateSprite changes labels and url_settings, kept across reads', { skip }, async () => {
+  const client = bp.client();
+  await client.createSprite('upd');
+  const updated = await client.updateSprite('upd', { urlSettings: { auth: 'public' }, labels: ['web', 'demo'] });
+  assert.equal(updated.urlSettings?.auth ?? updated.url_settings?.auth, 'public');
+  assert.deepEqual(updated.labels, ['web', 'demo']);
+  const got = await client.getSprite('upd');
+  assert.deepEqual(got.labels, ['web', 'demo']);
+  await assert.rejects(client.updateSprite('upd', { urlSettings: { auth: 'everyone' } }),
+    (err) => err instanceof APIError && err.statusCode === 400);
+  await client.deleteSprite('upd');
+});

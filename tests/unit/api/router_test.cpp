@@ -131,6 +131,16 @@ struct FakeControl : bp::agent::SpriteControl {
     if (!reg.remove(name)) return bp::make_error("no", ENOENT);
     return {};
   }
+  bp::Result<bp::agent::SpriteRecord> update(const std::string& name,
+                                             const std::optional<std::vector<std::string>>& labels,
+                                             const std::optional<std::string>& auth) override {
+    auto rec = reg.get(name);
+    if (!rec) return bp::make_error("no", ENOENT);
+    if (labels) rec->labels = *labels;
+    if (auth) rec->url_auth = *auth;
+    reg.replace(*rec);
+    return *rec;
+  }
   bp::Status restart(const std::string&) override {
     ++restarts;
     return {};
@@ -248,4 +258,32 @@ TEST_CASE("exec sessions: listed while running, kill of unknown is 404 and of ex
   sessions.exited(id, 143);
   CHECK(r.handle(req("POST", "/v1/sprites/box/exec/" + std::to_string(id) + "/kill")).status == 410);
   CHECK(json::parse(r.handle(req("GET", "/v1/sprites/box/exec")).body)["count"] == 0);
+}
+
+TEST_CASE("PUT updates labels and url_settings, and refuses bad bodies", "[router]") {
+  bp::agent::Registry reg;
+  FakeControl ctl(reg);
+  Router r({kToken, "local", "0.1.0", ""}, reg, &ctl);
+  auto post = req("POST", "/v1/sprites");
+  post.body = R"({"name":"box"})";
+  REQUIRE(r.handle(post).status == 201);
+  auto put = req("PUT", "/v1/sprites/box");
+  put.body = R"({"url_settings":{"auth":"public"},"labels":["a","b"]})";
+  auto res = r.handle(put);
+  REQUIRE(res.status == 200);
+  auto j = json::parse(res.body);
+  CHECK(j["url_settings"]["auth"] == "public");
+  CHECK(j["labels"] == json::array({"a", "b"}));
+  put.body = R"({"clear_labels":true})";
+  CHECK(json::parse(r.handle(put).body)["labels"] == json::array());
+  for (const char* body : {"", "[]", "{}", R"({"labels":"x"})", R"({"labels":[1]})",
+                           R"({"url_settings":{"auth":"everyone"}})", R"({"url_settings":5})"}) {
+    INFO(body);
+    put.body = body;
+    CHECK(r.handle(put).status == 400);
+  }
+  CHECK(json::parse(r.handle(req("GET", "/v1/sprites/box")).body)["url_settings"]["auth"] == "public");
+  auto ghost = req("PUT", "/v1/sprites/ghost");
+  ghost.body = R"({"labels":[]})";
+  CHECK(r.handle(ghost).status == 404);
 }
