@@ -127,7 +127,8 @@ Status Container::start() {
   if (pid < 0) return sys_error("container " + cfg_.name + ": clone3(namespaces, CLONE_INTO_CGROUP)");
   if (pid == 0) {
     // The init keeps PID 1's blocked signal mask on purpose: it reads signals with
-    // sigwaitinfo. Its stdio is /dev/null once it has reported.
+    // sigwaitinfo. It keeps stdout/stderr for errors until it has reported, then
+    // points all of its stdio at /dev/null.
     // dup2 onto itself would keep close-on-exec: move the pipe to fd 3 explicitly.
     int rep = report_w.get();
     if (rep == 3 ? ::fcntl(3, F_SETFD, 0) < 0 : ::dup2(rep, 3) < 0) ::_exit(126);

@@ -117,6 +117,11 @@ int container_init_main(int argc, char** argv) {
   }
   report(report_fd, "ok\n");
   ::close(report_fd);
+  // Nothing to say from here on: let go of ballpoint's console (or the launcher's terminal).
+  if (int null = ::open("/dev/null", O_RDWR | O_CLOEXEC); null >= 0) {
+    for (int fd = 0; fd <= 2; ++fd) ::dup2(null, fd);
+    ::close(null);
+  }
 
   bool stopping = false;
   for (;;) {
