@@ -109,56 +109,53 @@ Binder uint_field(std::optional<std::uint64_t> Config::Limits::*m) {
   };
 }
 
+// A key whose value is a string (JSON string or override): set gets it, or fails.
+Binder string_key(Status (*set)(Config&, std::string)) {
+  return [set](Config& c, const json& v) -> Status {
+    auto s = as_string(v);
+    if (!s) return std::move(s.error());
+    return set(c, std::move(*s));
+  };
+}
+
 const std::map<std::string, Binder>& binders() {
   static const std::map<std::string, Binder> b = {
       {"hostname",
-       [](Config& c, const json& v) -> Status {
-         auto s = as_string(v);
-         if (!s) return std::move(s.error());
-         if (auto st = check_hostname(*s); !st) return st;
-         c.hostname = *s;
+       string_key([](Config& c, std::string s) -> Status {
+         if (auto st = check_hostname(s); !st) return st;
+         c.hostname = s;
          return {};
-       }},
+       })},
       {"sprite_name",
-       [](Config& c, const json& v) -> Status {
-         auto s = as_string(v);
-         if (!s) return std::move(s.error());
-         if (auto st = check_hostname(*s); !st) return st;
-         c.sprite_name = *s;
+       string_key([](Config& c, std::string s) -> Status {
+         if (auto st = check_hostname(s); !st) return st;
+         c.sprite_name = s;
          return {};
-       }},
+       })},
       {"org",
-       [](Config& c, const json& v) -> Status {
-         auto s = as_string(v);
-         if (!s) return std::move(s.error());
-         if (auto st = check_hostname(*s); !st) return st;  // a slug: the same rules as a host name
-         c.org = *s;
+       string_key([](Config& c, std::string s) -> Status {
+         if (auto st = check_hostname(s); !st) return st;  // a slug: the same rules as a host name
+         c.org = s;
          return {};
-       }},
+       })},
       {"api.listen",
-       [](Config& c, const json& v) -> Status {
-         auto s = as_string(v);
-         if (!s) return std::move(s.error());
-         auto l = parse_listen(*s);
+       string_key([](Config& c, std::string s) -> Status {
+         auto l = parse_listen(s);
          if (!l) return std::move(l.error());
          c.api.listen = *l;
          return {};
-       }},
+       })},
       {"api.token",
-       [](Config& c, const json& v) -> Status {
-         auto s = as_string(v);
-         if (!s) return std::move(s.error());
-         if (s->size() < 16) return make_error("must be at least 16 characters");
-         c.api.token = *s;
+       string_key([](Config& c, std::string s) -> Status {
+         if (s.size() < 16) return make_error("must be at least 16 characters");
+         c.api.token = s;
          return {};
-       }},
+       })},
       {"api.token_file",
-       [](Config& c, const json& v) -> Status {
-         auto s = as_string(v);
-         if (!s) return std::move(s.error());
-         c.api.token_file = *s;
+       string_key([](Config& c, std::string s) -> Status {
+         c.api.token_file = s;
          return {};
-       }},
+       })},
       {"modules",
        [](Config& c, const json& v) -> Status {
          auto l = as_list(v);
@@ -171,38 +168,30 @@ const std::map<std::string, Binder>& binders() {
          return {};
        }},
       {"net.interface",
-       [](Config& c, const json& v) -> Status {
-         auto s = as_string(v);
-         if (!s) return std::move(s.error());
-         if (s->size() >= 16) return make_error("interface names are at most 15 characters");
-         c.net.interface = *s;
+       string_key([](Config& c, std::string s) -> Status {
+         if (s.size() >= 16) return make_error("interface names are at most 15 characters");
+         c.net.interface = s;
          return {};
-       }},
+       })},
       {"net.address",
-       [](Config& c, const json& v) -> Status {
-         auto s = as_string(v);
-         if (!s) return std::move(s.error());
-         if (!s->empty())
-           if (auto st = check_cidr(*s); !st) return st;
-         c.net.address = *s;
+       string_key([](Config& c, std::string s) -> Status {
+         if (!s.empty())
+           if (auto st = check_cidr(s); !st) return st;
+         c.net.address = s;
          return {};
-       }},
+       })},
       {"net.gateway",
-       [](Config& c, const json& v) -> Status {
-         auto s = as_string(v);
-         if (!s) return std::move(s.error());
-         if (!s->empty() && !valid_ip(*s)) return make_error("'" + *s + "' is not an IP address");
-         c.net.gateway = *s;
+       string_key([](Config& c, std::string s) -> Status {
+         if (!s.empty() && !valid_ip(s)) return make_error("'" + s + "' is not an IP address");
+         c.net.gateway = s;
          return {};
-       }},
+       })},
       {"base_image",
-       [](Config& c, const json& v) -> Status {
-         auto s = as_string(v);
-         if (!s) return std::move(s.error());
-         if (!s->empty() && s->front() != '/') return make_error("must be an absolute path");
-         c.base_image = *s;
+       string_key([](Config& c, std::string s) -> Status {
+         if (!s.empty() && s.front() != '/') return make_error("must be an absolute path");
+         c.base_image = s;
          return {};
-       }},
+       })},
       {"sprites.max",
        [](Config& c, const json& v) -> Status {
          auto n = as_uint(v, 10000);
@@ -225,27 +214,23 @@ const std::map<std::string, Binder>& binders() {
       {"limits.memory_swap_max", uint_field(&Config::Limits::memory_swap_max)},
       {"limits.pids_max", uint_field(&Config::Limits::pids_max)},
       {"limits.cpu_max",
-       [](Config& c, const json& v) -> Status {
-         auto s = as_string(v);
-         if (!s) return std::move(s.error());
+       string_key([](Config& c, std::string s) -> Status {
          unsigned long long quota = 0, period = 0;
          char extra = 0;
-         bool ok = s->empty() || std::sscanf(s->c_str(), "%llu %llu%c", &quota, &period, &extra) == 2 ||
-                   std::sscanf(s->c_str(), "max %llu%c", &period, &extra) == 1;
+         bool ok = s.empty() || std::sscanf(s.c_str(), "%llu %llu%c", &quota, &period, &extra) == 2 ||
+                   std::sscanf(s.c_str(), "max %llu%c", &period, &extra) == 1;
          if (!ok) return make_error("must be \"QUOTA PERIOD\" or \"max PERIOD\" in microseconds");
-         if (s->empty())
+         if (s.empty())
            c.limits.cpu_max.reset();
          else
-           c.limits.cpu_max = *s;
+           c.limits.cpu_max = s;
          return {};
-       }},
+       })},
       {"log.level",
-       [](Config& c, const json& v) -> Status {
-         auto s = as_string(v);
-         if (!s) return std::move(s.error());
-         if (!parse_level(*s, c.log_level)) return make_error("must be debug, info, warn or error");
+       string_key([](Config& c, std::string s) -> Status {
+         if (!parse_level(s, c.log_level)) return make_error("must be debug, info, warn or error");
          return {};
-       }},
+       })},
       {"shutdown.timeout_ms",
        [](Config& c, const json& v) -> Status {
          auto n = as_uint(v, 600000);

@@ -7,7 +7,6 @@
 #include <sys/statfs.h>
 
 #include <cerrno>
-#include <sstream>
 
 #include "common/sys.hpp"
 #include "init/container/cgroup.hpp"
