@@ -14,9 +14,11 @@
 #include <boost/asio/write.hpp>
 #include <boost/beast/http.hpp>
 #include <chrono>
+#include <ctime>
 #include <memory>
 #include <optional>
 
+#include "api/chunked.hpp"
 #include "api/exec_session_async.hpp"
 #include "common/fd.hpp"
 #include "common/log.hpp"
@@ -52,7 +54,15 @@ struct HttpExec {
   int exit_code = -1;
   pid_t pid = -1;
   asio::steady_timer exit_timer;
+  SessionTable* sessions = nullptr;
+  std::uint64_t session_id = 0;
 };
+
+std::string join(const std::vector<std::string>& v) {
+  std::string out;
+  for (const auto& a : v) out += (out.empty() ? "" : " ") + a;
+  return out;
+}
 
 // Reads one stream into its pending buffer until EOF (or until closed by the writer).
 awaitable<void> pump(std::shared_ptr<HttpExec> x, int which) {
@@ -67,6 +77,7 @@ awaitable<void> pump(std::shared_ptr<HttpExec> x, int which) {
     auto [ec, n] = co_await x->streams[which]->async_read_some(asio::buffer(buf), tuple_awaitable);
     if (ec) break;
     x->pending[which].append(buf.data(), n);
+    if (x->sessions) x->sessions->activity(x->session_id, n);
   }
   --x->open_streams;
 }
@@ -103,11 +114,21 @@ awaitable<bool> frames(beast::tcp_stream& stream, HttpExec& x) {
   }
 }
 
+void list(SessionTable& sessions, std::uint64_t id, const std::string& sprite, const ExecParams& p, pid_t pid) {
+  sessions.add(SessionInfo{id, sprite, join(p.argv), p.dir, static_cast<std::int64_t>(std::time(nullptr)), 0, 0, false,
+                           pid, false, -1, 0, nullptr});
+}
+
+// The exchange once the process runs; the session leaves the list when it ends.
+awaitable<bool> serve(beast::tcp_stream& stream, std::shared_ptr<HttpExec> x, const std::string& version);
+
 }  // namespace
 
 awaitable<bool> run_http_exec(beast::tcp_stream& stream, std::string body, ExecParams p, std::string sprite,
-                              std::string version, const ExecDeps& deps, asio::thread_pool& blocking) {
+                              std::string version, SessionTable& sessions, const ExecDeps& deps,
+                              asio::thread_pool& blocking) {
   auto ex = co_await asio::this_coro::executor;
+  std::uint64_t session_id = 0;
   auto x = std::make_shared<HttpExec>(ex);
   UniqueFd in_r, in_w, out_r, out_w, err_r, err_w;
   int fds[2];
@@ -139,19 +160,6 @@ awaitable<bool> run_http_exec(beast::tcp_stream& stream, std::string body, ExecP
   out_w.reset();
   err_w.reset();
 
-  // Headers at once, before any output (API.md 1.6 and 2.5).
-  http::response<http::empty_body> res{http::status::ok, 11};
-  res.set(http::field::server, "ballpoint");
-  res.set("Sprite-Version", version);
-  res.set(http::field::content_type, "application/octet-stream");
-  res.set(http::field::cache_control, "no-cache");
-  res.set("X-Content-Type-Options", "nosniff");
-  res.chunked(true);
-  res.keep_alive(false);
-  http::response_serializer<http::empty_body> sr{res};
-  auto [hec, hn] = co_await http::async_write_header(stream, sr, tuple_awaitable);
-  if (hec) co_return false;
-
   if (!proc) {
     bool not_found = proc.error().code == ENOENT && proc.error().what.find("execve") != std::string::npos;
     x->pending[1] = "ballpoint: " + proc.error().what + "\n";
@@ -159,10 +167,16 @@ awaitable<bool> run_http_exec(beast::tcp_stream& stream, std::string body, ExecP
     x->exit_code = not_found ? 127 : 126;
   } else {
     x->pid = proc->pid;
+    // Listed and killable like any session (API.md 2.3, 2.4); there is nothing to attach to.
+    session_id = sessions.next_id();
+    x->session_id = session_id;
+    x->sessions = &sessions;
+    list(sessions, session_id, sprite, p, proc->pid);
     deps.watch_exit(proc->pid, ticket, [x](int code) {
       x->exited = true;
       x->exit_code = code;
       x->exit_timer.cancel();
+      x->sessions->exited(x->session_id, code);
     });
     for (int i = 0; i < 2; ++i) {
       int fd = (i == 0 ? out_r : err_r).release();
@@ -178,6 +192,21 @@ awaitable<bool> run_http_exec(beast::tcp_stream& stream, std::string body, ExecP
       asio::co_spawn(ex, [x, fd, data] { return feed_stdin(x, fd, data); }, log_exit("api.http_exec"));
     }
   }
+  bool ok = co_await serve(stream, x, version);
+  if (session_id) sessions.ended(session_id, nullptr);
+  co_return ok;
+}
+
+namespace {
+
+awaitable<bool> serve(beast::tcp_stream& stream, std::shared_ptr<HttpExec> x, const std::string& version) {
+  auto ex = co_await asio::this_coro::executor;
+  // Headers at once, before any output (API.md 1.6 and 2.5).
+  bool head_sent = co_await write_stream_head(stream, "application/octet-stream", version);
+  if (!head_sent) {
+    if (!x->exited && x->pid > 0) ::kill(-x->pid, SIGKILL);
+    co_return false;
+  }
   bool ok = co_await frames(stream, *x);
   for (auto& st : x->streams)
     if (st) st->close();  // a background child may still hold the pipes: we are done reading
@@ -188,10 +217,11 @@ awaitable<bool> run_http_exec(beast::tcp_stream& stream, std::string body, ExecP
   asio::steady_timer t(ex, kBeforeExit);
   co_await t.async_wait(tuple_awaitable);
   std::string exit_frame{'\x03', static_cast<char>(x->exit_code & 0xff)};
-  auto [ec1, n1] = co_await asio::async_write(stream, http::make_chunk(asio::buffer(exit_frame)), tuple_awaitable);
-  if (ec1) co_return false;
-  auto [ec2, n2] = co_await asio::async_write(stream, http::make_chunk_last(), tuple_awaitable);
-  co_return !ec2;
+  bool sent = co_await write_chunk(stream, exit_frame);
+  if (sent) sent = co_await write_last_chunk(stream);
+  co_return sent;
 }
+
+}  // namespace
 
 }  // namespace bp::api

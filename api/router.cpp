@@ -245,65 +245,46 @@ Routed Router::exec_sessions(const Request& req, const std::vector<std::string>&
     r.body = sessions_json(sessions_ ? sessions_->list(sprite) : std::vector<SessionInfo>{}, std::time(nullptr));
     return {r};
   }
-  if (s.size() != 6 || s[5] != "kill") return {json_error(404, "not_found", "no such endpoint")};
-  if (req.method != "POST") return {method_not_allowed("POST")};
+  if (s.size() == 6 && s[5] == "kill" && req.method != "POST") return {method_not_allowed("POST")};
+  // POST .../kill streams: the server takes it before route() (kill_request()).
+  return {json_error(404, "not_found", "no such endpoint")};
+}
+
+bool Router::is_kill(const Request& req) {
+  auto s = split_path(req.target);
+  return req.method == "POST" && s && s->size() == 6 && (*s)[0] == "v1" && (*s)[1] == "sprites" &&
+         (*s)[3] == "exec" && (*s)[5] == "kill";
+}
+
+std::variant<Response, KillRequest> Router::kill_request(const Request& req) const {
+  if (!authorized(req.authorization, cfg_.token)) return json_error(401, "unauthorized", "missing or invalid token");
+  auto seg = split_path(req.target);
+  if (!seg || seg->size() != 6) return json_error(404, "not_found", "no such endpoint");
+  const auto& s = *seg;
+  const std::string& sprite = s[2];
+  if (!valid_sprite_name(sprite) || !registry_.get(sprite))
+    return json_error(404, "not_found", "sprite '" + sprite + "' not found");
+  auto q = parse_query(req.target).value_or(Query{});
   std::uint64_t id = 0;
   auto [p, ec] = std::from_chars(s[4].data(), s[4].data() + s[4].size(), id);
   auto session = ec == std::errc() && p == s[4].data() + s[4].size() && sessions_ ? sessions_->get(sprite, id)
                                                                                     : std::nullopt;
-  if (!session) return {json_error(404, "not_found", "session '" + s[4] + "' not found")};
-  if (session->exited) return {json_error(410, "session_exited", "session " + s[4] + " has already exited")};
+  if (!session) return json_error(404, "not_found", "session '" + s[4] + "' not found");
+  if (session->exited) return json_error(410, "session_exited", "session " + s[4] + " has already exited");
   // Query parameters (JS, Go) or a JSON body with integer seconds (Python).
+  KillRequest k{sprite, id, 0, 10000};
   std::string sig_name = query_get(q, "signal").value_or("SIGTERM");
-  std::int64_t timeout_ms = 10000;
-  if (auto t = query_get(q, "timeout")) timeout_ms = parse_go_duration_ms(*t);
-  constexpr std::int64_t kMaxKillWaitMs = 30000;  // the wait holds a blocking-pool thread
+  if (auto t = query_get(q, "timeout")) k.timeout_ms = parse_go_duration_ms(*t);
   if (auto j = nlohmann::json::parse(req.body, nullptr, false); j.is_object()) {
     if (j.contains("signal") && j["signal"].is_string()) sig_name = j["signal"];
     if (j.contains("timeout") && j["timeout"].is_number_unsigned())
-      timeout_ms = static_cast<std::int64_t>(std::min<std::uint64_t>(j["timeout"].get<std::uint64_t>(), 3600) * 1000);
+      k.timeout_ms = static_cast<std::int64_t>(std::min<std::uint64_t>(j["timeout"].get<std::uint64_t>(), 3600) * 1000);
   }
-  if (timeout_ms > kMaxKillWaitMs) timeout_ms = kMaxKillWaitMs;
-  int sig = parse_signal(sig_name);
-  if (!sig || timeout_ms < 0) return {json_error(400, "bad_request", "unknown signal or malformed timeout")};
-  return {{}, [this, sprite, id, sig, timeout_ms, pid = session->pid]() -> Response {
-            const char* abbrev = sigabbrev_np(sig);
-            std::string sig_text = abbrev ? std::string("SIG") + abbrev : std::to_string(sig);
-            auto line = [](nlohmann::json j) { return j.dump() + "\n"; };
-            Response r;
-            r.content_type = "application/x-ndjson";
-            r.headers.emplace_back("Cache-Control", "no-cache");
-            r.headers.emplace_back("X-Content-Type-Options", "nosniff");
-            if (!sessions_->signal(sprite, id, sig)) {
-              r.body = line({{"type", "error"}, {"message", "the session exited before the signal"}}) +
-                       line({{"type", "complete"}});
-              return r;
-            }
-            r.body = line({{"type", "signal"}, {"signal", sig_text}, {"pid", pid},
-                           {"message", "sent " + sig_text + " to session " + std::to_string(id)}});
-            auto wait_exit = [&](std::int64_t ms) -> std::optional<int> {
-              auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(ms);
-              for (;;) {
-                auto cur = sessions_->get(sprite, id);
-                if (cur && cur->exited) return cur->exit_code;
-                if (std::chrono::steady_clock::now() >= deadline) return std::nullopt;
-                std::this_thread::sleep_for(std::chrono::milliseconds(20));
-              }
-            };
-            if (timeout_ms > 0) {
-              auto code = wait_exit(timeout_ms);
-              if (!code) {
-                r.body += line({{"type", "timeout"}, {"message", "session did not exit within " +
-                                                                     std::to_string(timeout_ms) + " ms"}});
-                if (sessions_->signal(sprite, id, SIGKILL))
-                  r.body += line({{"type", "killed"}, {"signal", "SIGKILL"}, {"pid", pid}});
-                code = wait_exit(5000);
-              }
-              if (code) r.body += line({{"type", "exited"}, {"exit_code", *code}, {"message", "session exited"}});
-            }
-            r.body += line({{"type", "complete"}});
-            return r;
-          }};
+  constexpr std::int64_t kMaxKillWaitMs = 3600 * 1000;
+  k.timeout_ms = std::min(k.timeout_ms, kMaxKillWaitMs);
+  k.signal = parse_signal(sig_name);
+  if (!k.signal || k.timeout_ms < 0) return json_error(400, "bad_request", "unknown signal or malformed timeout");
+  return k;
 }
 
 std::variant<Response, WsRoute> Router::route_upgrade(const Request& req) const {
@@ -314,8 +295,20 @@ std::variant<Response, WsRoute> Router::route_upgrade(const Request& req) const 
   if (s.size() < 3 || s[0] != "v1" || s[1] != "sprites") return json_error(404, "not_found", "no such endpoint");
   if (!valid_sprite_name(s[2]) || !registry_.get(s[2]))
     return json_error(404, "not_found", "sprite '" + s[2] + "' not found");
-  if (s.size() == 4 && s[3] == "exec") return WsRoute{s[2], "exec"};
-  return json_error(404, "not_found", "no such WebSocket endpoint");
+  if (s.size() == 4 && s[3] == "control") return WsRoute{s[2], WsRoute::control, 0};
+  if (s[3] != "exec" || s.size() > 5) return json_error(404, "not_found", "no such WebSocket endpoint");
+  // Attach: /exec/{id} or the legacy /exec?id={id} (API.md 2.2); unknown ids get 404
+  // before any upgrade.
+  std::optional<std::string> id_text;
+  if (s.size() == 5) id_text = s[4];
+  else id_text = query_get(parse_query(req.target).value_or(Query{}), "id");
+  if (!id_text) return WsRoute{s[2], WsRoute::exec, 0};
+  std::uint64_t id = 0;
+  auto [p, ec] = std::from_chars(id_text->data(), id_text->data() + id_text->size(), id);
+  bool digits = !id_text->empty() && ec == std::errc() && p == id_text->data() + id_text->size();
+  auto session = digits && sessions_ ? sessions_->get(s[2], id) : std::nullopt;
+  if (!session || !session->live) return json_error(404, "not_found", "session '" + *id_text + "' not found");
+  return WsRoute{s[2], WsRoute::attach, id};
 }
 
 }  // namespace bp::api

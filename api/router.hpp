@@ -1,6 +1,7 @@
 // api/router.hpp — maps a Request to a Response: auth, path decoding, the routes of each API area.
 #pragma once
 
+#include <cstdint>
 #include <functional>
 #include <optional>
 #include <string>
@@ -45,7 +46,16 @@ bool valid_sprite_name(std::string_view name);
 // A WebSocket endpoint an upgrade request opens.
 struct WsRoute {
   std::string sprite;
-  std::string kind;  // "exec"
+  enum Kind { exec, attach, control } kind = exec;
+  std::uint64_t session = 0;  // attach: a session the table holds, live or retained
+};
+
+// POST /exec/{id}/kill, checked (API.md 2.4).
+struct KillRequest {
+  std::string sprite;
+  std::uint64_t id = 0;
+  int signal = 15;
+  std::int64_t timeout_ms = 10000;  // 0: signal only
 };
 
 class Router {
@@ -58,6 +68,11 @@ class Router {
   // For an upgrade request: the endpoint it opens, or the HTTP error to answer instead
   // (401, 404, 400 all come before any upgrade).
   std::variant<Response, WsRoute> route_upgrade(const Request& req) const;
+  // For POST /v1/sprites/{name}/exec/{id}/kill: what to do, or the HTTP error (404
+  // unknown session, 410 exited, 400 bad signal or timeout). The kill streams its
+  // answer, so the server runs it; route() does not.
+  std::variant<Response, KillRequest> kill_request(const Request& req) const;
+  static bool is_kill(const Request& req);
   // route(), running blocking work inline (tests and tools).
   Response handle(const Request& req) const;
   const RouterConfig& config() const { return cfg_; }

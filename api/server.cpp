@@ -220,11 +220,22 @@ awaitable<void> Server::Impl::session(tcp::socket sock) {
         break;
       }
       auto target = std::get<WsRoute>(routed);
-      auto params = parse_exec_params(parse_query(req.target).value_or(Query{}));
-      if (!params || !exec_ || !sessions_ || !exec_->container(target.sprite)) {
-        Response err = !params ? json_error(400, "bad_request", params.error().what)
-                               : json_error(503, "unavailable", "sprite '" + target.sprite + "' is not running");
-        co_await reply_and_close(err);
+      std::optional<ExecParams> params;
+      std::shared_ptr<ExecSession> attach_to;
+      std::optional<Response> refuse;
+      if (!exec_ || !sessions_ || !exec_->container(target.sprite)) {
+        refuse = json_error(503, "unavailable", "sprite '" + target.sprite + "' is not running");
+      } else if (target.kind == WsRoute::exec) {
+        auto p = parse_exec_params(parse_query(req.target).value_or(Query{}));
+        if (p) params = std::move(*p);
+        else refuse = json_error(400, "bad_request", p.error().what);
+      } else if (target.kind == WsRoute::attach) {
+        auto info = sessions_->get(target.sprite, target.session);
+        attach_to = info ? info->live : nullptr;
+        if (!attach_to) refuse = json_error(404, "not_found", "session " + std::to_string(target.session) + " not found");
+      }
+      if (refuse) {
+        co_await reply_and_close(*refuse);
         break;
       }
       WsStream ws(std::move(stream));
@@ -234,15 +245,27 @@ awaitable<void> Server::Impl::session(tcp::socket sock) {
       ws.set_option(websocket::stream_base::timeout::suggested(beast::role_type::server));
       ws.read_message_max(4 * 1024 * 1024);
       std::string version = router_.config().version;
-      ws.set_option(websocket::stream_base::decorator([version](websocket::response_type& res) {
+      bool exec_caps = target.kind != WsRoute::control;
+      ws.set_option(websocket::stream_base::decorator([version, exec_caps](websocket::response_type& res) {
         res.set(http::field::server, "ballpoint");
         res.set("Sprite-Version", version);
-        res.set("X-Sprite-Capabilities", "signal");
+        if (exec_caps) res.set("X-Sprite-Capabilities", "signal");
       }));
       auto [aec] = co_await ws.async_accept(parser.release(), tuple_awaitable);
       if (aec) co_return;
-      co_await run_exec(ws, std::move(*params), target.sprite, *sessions_, *exec_, blocking_);
+      if (target.kind == WsRoute::exec) co_await run_exec(ws, std::move(*params), target.sprite, *sessions_, *exec_, blocking_);
+      else if (target.kind == WsRoute::attach) co_await run_attach(ws, attach_to);
+      else co_await run_control(ws, target.sprite, *sessions_, *exec_, blocking_);
       co_return;
+    }
+    if (Router::is_kill(req) && sessions_) {
+      auto routed = router_.kill_request(req);
+      if (auto* err = std::get_if<Response>(&routed)) {
+        co_await reply_and_close(*err);
+        break;
+      }
+      co_await run_kill(stream, std::get<KillRequest>(routed), *sessions_, router_.config().version);
+      break;
     }
     if (req.method == "POST" && is_exec_path(req.target)) {
       // Exec over plain HTTP streams its answer: it cannot go through route().
@@ -254,14 +277,14 @@ awaitable<void> Server::Impl::session(tcp::socket sock) {
       else if (auto q = parse_query(req.target).value_or(Query{});
                query_get(q, "tty") || query_get(q, "id") || query_get(q, "detachable") || query_get(q, "cc"))
         err = json_error(400, "bad_request", "HTTP exec runs without a terminal and cannot attach; use the WebSocket");
-      else if (!exec_ || !exec_->container(std::get<WsRoute>(routed).sprite))
+      else if (!exec_ || !sessions_ || !exec_->container(std::get<WsRoute>(routed).sprite))
         err = json_error(503, "unavailable", "the sprite is not running");
       if (err) {
         co_await reply_and_close(*err);
         break;
       }
       co_await run_http_exec(stream, std::move(req.body), std::move(*params), std::get<WsRoute>(routed).sprite,
-                             router_.config().version, *exec_, blocking_);
+                             router_.config().version, *sessions_, *exec_, blocking_);
       break;
     }
     Routed routed = router_.route(req);

@@ -2,21 +2,68 @@
 #include "api/sessions.hpp"
 
 #include <signal.h>
+#include <unistd.h>
 
+#include <cstdio>
 #include <ctime>
+#include <fstream>
 #include <nlohmann/json.hpp>
 
 namespace bp::api {
 
+namespace {
+constexpr std::uint64_t kIdBlock = 1024;  // ids reserved per write of the file
+
+// Writes "N\n" to path through a temporary file and a rename: a crash leaves the old
+// bound or the new one. The bound only grows, so a lost write at worst reuses nothing
+// but skips a block.
+bool write_bound(const std::string& path, std::uint64_t n) {
+  std::string tmp = path + ".tmp";
+  {
+    std::ofstream f(tmp, std::ios::trunc);
+    f << n << "\n";
+    if (!f.flush()) return false;
+  }
+  return std::rename(tmp.c_str(), path.c_str()) == 0;
+}
+}  // namespace
+
 std::uint64_t SessionTable::next_id() {
   std::lock_guard lk(mu_);
+  if (!ids_path_.empty() && next_ >= reserved_) {
+    // Rare (once per block) and small: fine on the loop thread.
+    if (write_bound(ids_path_, next_ + kIdBlock)) reserved_ = next_ + kIdBlock;
+  }
   return next_++;
+}
+
+void SessionTable::persist_ids(std::string path) {
+  std::lock_guard lk(mu_);
+  std::uint64_t bound = 0;
+  if (std::ifstream f(path); f) f >> bound;
+  if (bound > next_) next_ = bound;  // everything below the old bound may have been handed out
+  ids_path_ = std::move(path);
+  reserved_ = 0;  // the next id writes a new bound first
+}
+
+void SessionTable::prune(std::int64_t now) {
+  std::erase_if(sessions_, [&](const auto& kv) { return kv.second.ended && now - kv.second.ended > kRetainSeconds; });
+  std::size_t ended = 0;
+  for (const auto& [_, s] : sessions_) ended += s.ended != 0;
+  // Oldest first (ids grow with time): drop ended entries beyond the cap.
+  for (auto it = sessions_.begin(); ended > kMaxRetained && it != sessions_.end();) {
+    if (it->second.ended) {
+      it = sessions_.erase(it);
+      --ended;
+    } else {
+      ++it;
+    }
+  }
 }
 
 void SessionTable::add(SessionInfo s) {
   std::lock_guard lk(mu_);
-  std::int64_t now = std::time(nullptr);
-  std::erase_if(sessions_, [&](const auto& kv) { return kv.second.ended && now - kv.second.ended > kRetainSeconds; });
+  prune(std::time(nullptr));
   std::uint64_t id = s.id;
   sessions_[id] = std::move(s);
 }
@@ -37,13 +84,15 @@ void SessionTable::exited(std::uint64_t id, int code) {
   }
 }
 
-void SessionTable::remove(std::uint64_t id) {
+void SessionTable::ended(std::uint64_t id, std::shared_ptr<ExecSession> keep) {
+  std::shared_ptr<ExecSession> dropped;  // released outside the lock
   std::lock_guard lk(mu_);
   if (auto it = sessions_.find(id); it != sessions_.end()) {
     it->second.ended = std::time(nullptr);
-    // A connection can end before its process does (after the linger kill, say):
-    // then only the exit callback, later, marks it exited.
+    dropped = std::move(it->second.live);
+    it->second.live = std::move(keep);
   }
+  prune(std::time(nullptr));
 }
 
 std::vector<SessionInfo> SessionTable::list(const std::string& sprite) const {

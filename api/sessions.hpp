@@ -5,12 +5,15 @@
 
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
 
 namespace bp::api {
+
+class ExecSession;
 
 struct SessionInfo {
   std::uint64_t id = 0;
@@ -24,20 +27,29 @@ struct SessionInfo {
   pid_t pid = -1;                  // leader of the session's process group
   bool exited = false;
   int exit_code = -1;
-  std::int64_t ended = 0;  // Unix seconds when its connection ended; kept a while after
+  std::int64_t ended = 0;  // Unix seconds when it ended; kept a while after
+  // The session itself, for attaching (WebSocket execs; HTTP execs have none). Only
+  // used on the loop thread. Kept after the end only when the exit was not delivered.
+  std::shared_ptr<ExecSession> live;
 };
 
 // Thread-safe: sessions update it on the loop, kill runs on the blocking pool.
 class SessionTable {
  public:
+  // Ids are never reused, not even across restarts once persist_ids() has named a
+  // file (API.md 2.2): the file records a bound on the ids handed out so far.
   std::uint64_t next_id();
+  void persist_ids(std::string path);
   void add(SessionInfo s);
   void activity(std::uint64_t id, std::size_t bytes);
   void exited(std::uint64_t id, int code);
-  // The session's connection has ended. Its entry stays for kRetainSeconds, so a kill
-  // still learns how it exited (410 once exited, API.md 2.4).
-  void remove(std::uint64_t id);
+  // The session has ended (its process, and the delivery of its output). Its entry
+  // stays for kRetainSeconds (at most kMaxRetained of them), so a kill still learns
+  // how it exited (410, API.md 2.4) and, with `keep`, a client can still attach to
+  // read what it missed (2.2).
+  void ended(std::uint64_t id, std::shared_ptr<ExecSession> keep);
   static constexpr std::int64_t kRetainSeconds = 300;
+  static constexpr std::size_t kMaxRetained = 256;
   std::vector<SessionInfo> list(const std::string& sprite) const;
   std::optional<SessionInfo> get(const std::string& sprite, std::uint64_t id) const;
   // Sends sig to the session's process group unless it has exited (checked under the
@@ -46,7 +58,10 @@ class SessionTable {
 
  private:
   mutable std::mutex mu_;
+  void prune(std::int64_t now);
   std::uint64_t next_ = 1;
+  std::uint64_t reserved_ = 0;  // with a file: ids below this are recorded as used
+  std::string ids_path_;
   std::map<std::uint64_t, SessionInfo> sessions_;
 };
 

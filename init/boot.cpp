@@ -365,6 +365,8 @@ Status Pid1::step_sprites() {
     return {};
   }
   if (auto s = make_state_dir(sc.state_dir); !s) return s;
+  // Exec session ids are never reused, not even after a restart (API.md 2.2).
+  sessions_.persist_ids(sc.state_dir + "/session-ids");
   auto mgr = std::make_unique<agent::SpriteManager>(sc, registry_);
   if (auto s = mgr->load(); !s) return s;
   if (vm_ && !registry_.get(cfg_.sprite_name)) {

@@ -1,4 +1,6 @@
 // tests/unit/api/router_test.cpp — auth first, path decoding, the sprite list, JSON errors.
+#include <signal.h>
+
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
 
@@ -251,13 +253,70 @@ TEST_CASE("exec sessions: listed while running, kill of unknown is 404 and of ex
   CHECK(list["sessions"][0]["created"] == "2026-01-05T10:30:00Z");
   CHECK(list["sessions"][0]["command"] == "sleep 5");
   CHECK(r.handle(req("GET", "/v1/sprites/box/exec?cmd=ls")).status == 400);
-  CHECK(r.handle(req("POST", "/v1/sprites/box/exec/777/kill")).status == 404);
-  CHECK(r.handle(req("POST", "/v1/sprites/box/exec/abc/kill")).status == 404);
-  CHECK(r.handle(req("POST", "/v1/sprites/box/exec/" + std::to_string(id) + "/kill?signal=BOGUS")).status == 400);
-  CHECK(r.handle(req("POST", "/v1/sprites/box/exec/" + std::to_string(id) + "/kill?signal=40")).status == 400);
+  auto kill = [&](const std::string& target, std::string body = "") {
+    auto q = req("POST", target);
+    q.body = std::move(body);
+    CHECK(Router::is_kill(q));
+    return r.kill_request(q);
+  };
+  auto status = [](const std::variant<bp::api::Response, bp::api::KillRequest>& v) {
+    return std::holds_alternative<bp::api::KillRequest>(v) ? 200 : std::get<bp::api::Response>(v).status;
+  };
+  std::string base = "/v1/sprites/box/exec/" + std::to_string(id);
+  CHECK(status(kill("/v1/sprites/box/exec/777/kill")) == 404);
+  CHECK(status(kill("/v1/sprites/box/exec/abc/kill")) == 404);
+  CHECK(status(kill("/v1/sprites/nope/exec/1/kill")) == 404);
+  CHECK(status(kill(base + "/kill?signal=BOGUS")) == 400);
+  CHECK(status(kill(base + "/kill?signal=40")) == 400);
+  CHECK(status(kill(base + "/kill?timeout=soon")) == 400);
+  auto bad_token = req("POST", base + "/kill");
+  bad_token.authorization = "Bearer nope";
+  CHECK(std::get<bp::api::Response>(r.kill_request(bad_token)).status == 401);
+  // The defaults, the query (JS, Go) and the JSON body (Python).
+  auto k = std::get<bp::api::KillRequest>(kill(base + "/kill"));
+  CHECK(k.id == id);
+  CHECK(k.signal == SIGTERM);
+  CHECK(k.timeout_ms == 10000);
+  k = std::get<bp::api::KillRequest>(kill(base + "/kill?signal=KILL&timeout=0s"));
+  CHECK(k.signal == SIGKILL);
+  CHECK(k.timeout_ms == 0);
+  k = std::get<bp::api::KillRequest>(kill(base + "/kill", R"({"signal":"SIGINT","timeout":3})"));
+  CHECK(k.signal == SIGINT);
+  CHECK(k.timeout_ms == 3000);
+  CHECK(r.handle(req("GET", base + "/kill")).status == 405);
   sessions.exited(id, 143);
-  CHECK(r.handle(req("POST", "/v1/sprites/box/exec/" + std::to_string(id) + "/kill")).status == 410);
+  CHECK(status(kill(base + "/kill")) == 410);
   CHECK(json::parse(r.handle(req("GET", "/v1/sprites/box/exec")).body)["count"] == 0);
+}
+
+TEST_CASE("WebSocket routes: exec, attach by path or by id, control", "[router]") {
+  bp::agent::Registry reg;
+  FakeControl ctl(reg);
+  bp::api::SessionTable sessions;
+  Router r({kToken, "local", "0.1.0", ""}, reg, &ctl, &sessions);
+  auto post = req("POST", "/v1/sprites");
+  post.body = R"({"name":"box"})";
+  REQUIRE(r.handle(post).status == 201);
+  using bp::api::WsRoute;
+  auto route = [&](const std::string& target) { return r.route_upgrade(req("GET", target)); };
+  auto status = [](const std::variant<bp::api::Response, WsRoute>& v) {
+    return std::holds_alternative<WsRoute>(v) ? 101 : std::get<bp::api::Response>(v).status;
+  };
+  CHECK(std::get<WsRoute>(route("/v1/sprites/box/exec?cmd=ls")).kind == WsRoute::exec);
+  CHECK(std::get<WsRoute>(route("/v1/sprites/box/control")).kind == WsRoute::control);
+  // Unknown sessions are refused before the upgrade (API.md 2.2), in both forms.
+  CHECK(status(route("/v1/sprites/box/exec/5")) == 404);
+  CHECK(status(route("/v1/sprites/box/exec?id=5")) == 404);
+  CHECK(status(route("/v1/sprites/box/exec/x1")) == 404);
+  CHECK(status(route("/v1/sprites/box/exec/5/more")) == 404);
+  CHECK(status(route("/v1/sprites/box/nothing")) == 404);
+  // A session without a live object (an HTTP exec) cannot be attached to.
+  std::uint64_t id = sessions.next_id();
+  sessions.add({id, "box", "sleep 5", "/home/sprite", 1767609000, 0, 0, false, 999999, false, -1});
+  CHECK(status(route("/v1/sprites/box/exec/" + std::to_string(id))) == 404);
+  auto no_token = req("GET", "/v1/sprites/box/control");
+  no_token.authorization.clear();
+  CHECK(std::get<bp::api::Response>(r.route_upgrade(no_token)).status == 401);
 }
 
 TEST_CASE("PUT updates labels and url_settings, and refuses bad bodies", "[router]") {
