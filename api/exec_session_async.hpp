@@ -17,17 +17,24 @@
 namespace bp::api {
 
 using WsStream = boost::beast::websocket::stream<boost::beast::tcp_stream>;
+class Outbox;
+
+// The queue in front of a WebSocket's one writer: a client that does not read pauses
+// the producers (API.md 1.7) once it holds this much.
+constexpr std::size_t kWsOutFrames = 64, kWsOutBytes = 2 << 20;
 
 // A new exec on an accepted WebSocket (API.md 2.1): the socket is its owner until the
 // exit has been delivered or the client has gone (the session may run on, 2.2).
-boost::asio::awaitable<void> run_exec(WsStream& ws, ExecParams params, std::string sprite, SessionTable& sessions,
+// `out` is the socket's queue; its owner may close it with a close frame at any time.
+boost::asio::awaitable<void> run_exec(WsStream& ws, std::shared_ptr<Outbox> out, ExecParams params, std::string sprite, SessionTable& sessions,
                                       const ExecDeps& deps, boost::asio::thread_pool& blocking);
 
 // Attach to a session (API.md 2.2): session_info, scrollback, live output, exit.
-boost::asio::awaitable<void> run_attach(WsStream& ws, std::shared_ptr<ExecSession> session);
+boost::asio::awaitable<void> run_attach(WsStream& ws, std::shared_ptr<Outbox> out,
+                                        std::shared_ptr<ExecSession> session);
 
 // The control channel (API.md 2.6): exec operations one at a time until the client closes.
-boost::asio::awaitable<void> run_control(WsStream& ws, std::string sprite, SessionTable& sessions,
+boost::asio::awaitable<void> run_control(WsStream& ws, std::shared_ptr<Outbox> out, std::string sprite, SessionTable& sessions,
                                          const ExecDeps& deps, boost::asio::thread_pool& blocking);
 
 // Exec over plain HTTP (API.md 2.5) on a connection whose request has been read: the

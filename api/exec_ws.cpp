@@ -25,13 +25,7 @@ constexpr auto tuple_awaitable = asio::as_tuple(asio::use_awaitable);
 
 namespace {
 
-// Then producers wait: a client that does not read pauses the process (API.md 1.7).
-constexpr std::size_t kOutFrames = 64, kOutBytes = 2 << 20;
 constexpr auto kKeepalive = 15s;  // the JS SDK aborts an exec after 45 s without a message
-
-std::shared_ptr<Outbox> make_outbox(asio::any_io_executor ex) {
-  return std::make_shared<Outbox>(ex, kOutFrames, kOutBytes);
-}
 
 // The only writer to the socket (Beast allows one write in flight). Ends after a close
 // frame or a failed write, and then closes the queue so producers stop waiting on it.
@@ -59,10 +53,11 @@ awaitable<void> keepalive(Outbox& out, const std::shared_ptr<Attachment>* op) {
     last = std::max(last, out.last_put());
     t.expires_at(last + kKeepalive);
     auto [ec] = co_await t.async_wait(tuple_awaitable);
-    if (ec || out.closed()) co_return;
+    if (ec) co_return;
     if (std::chrono::steady_clock::now() < std::max(last, out.last_put()) + kKeepalive) continue;
     last = std::chrono::steady_clock::now();
-    if (*op && !(*op)->finished) {
+    // Never ends on its own: the writer (which it runs beside) may still owe a close frame.
+    if (*op && !(*op)->finished && !out.closed()) {
       co_await out.room();
       out.put(Frame{Frame::binary, {}});
     }
@@ -102,18 +97,18 @@ awaitable<void> serve(WsStream& ws, std::shared_ptr<ExecSession> s, std::shared_
 
 }  // namespace
 
-awaitable<void> run_exec(WsStream& ws, ExecParams p, std::string sprite, SessionTable& sessions,
+awaitable<void> run_exec(WsStream& ws, std::shared_ptr<Outbox> out, ExecParams p, std::string sprite, SessionTable& sessions,
                          const ExecDeps& deps, asio::thread_pool& blocking) {
   auto s = co_await ExecSession::start(std::move(p), sprite, sessions, deps, blocking);
   auto a = std::make_shared<Attachment>();
-  a->out = make_outbox(ws.get_executor());
+  a->out = out;
   s->attach(a, true);
   co_await serve(ws, s, a);
 }
 
-awaitable<void> run_attach(WsStream& ws, std::shared_ptr<ExecSession> s) {
+awaitable<void> run_attach(WsStream& ws, std::shared_ptr<Outbox> out, std::shared_ptr<ExecSession> s) {
   auto a = std::make_shared<Attachment>();
-  a->out = make_outbox(ws.get_executor());
+  a->out = out;
   s->attach(a, false);
   Logger("api.exec").info("session attached", {{"session", s->id()}});
   co_await serve(ws, s, a);
@@ -181,6 +176,7 @@ struct Control {
       out->put(Frame{Frame::text, control_envelope(true, ack)});
     }
     session->attach(op, true);
+    Logger("api.control").info("control op started", {{"sprite", sprite}, {"op", opname}, {"session", session->id()}});
   }
 
   awaitable<void> reader() {
@@ -221,9 +217,9 @@ struct Control {
 
 }  // namespace
 
-awaitable<void> run_control(WsStream& ws, std::string sprite, SessionTable& sessions, const ExecDeps& deps,
+awaitable<void> run_control(WsStream& ws, std::shared_ptr<Outbox> out, std::string sprite, SessionTable& sessions, const ExecDeps& deps,
                             asio::thread_pool& blocking) {
-  Control c{ws, sprite, sessions, deps, blocking, make_outbox(ws.get_executor()), nullptr, nullptr};
+  Control c{ws, sprite, sessions, deps, blocking, out, nullptr, nullptr};
   co_await (c.reader() && (writer(ws, *c.out) || keepalive(*c.out, &c.op)));
 }
 

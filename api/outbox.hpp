@@ -67,6 +67,17 @@ class Outbox {
     has_frames_.cancel();
     has_room_.cancel();
   }
+  // Drops what is queued and ends with a close frame: the writer sends it and stops;
+  // put() refuses from now on.
+  void close_with(std::uint16_t code) {
+    if (closed_) return;
+    q_.clear();
+    bytes_ = 0;
+    q_.push_back(Frame{Frame::close, {}, code});
+    closed_ = true;
+    has_frames_.cancel();
+    has_room_.cancel();
+  }
   bool closed() const { return closed_; }
   std::chrono::steady_clock::time_point last_put() const { return last_put_; }
 

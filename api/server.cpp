@@ -19,6 +19,7 @@
 #include "api/errors.hpp"
 #include "api/exec_params.hpp"
 #include "api/exec_session_async.hpp"
+#include "api/outbox.hpp"
 #include "api/query.hpp"
 #include "common/log.hpp"
 #include "common/log_exit.hpp"
@@ -53,7 +54,15 @@ struct Server::Impl {
   const ExecDeps* exec_;
   SessionTable* sessions_;
   tcp::acceptor acceptor_;
-  std::list<beast::tcp_stream*> live_;  // every open connection, so stop() can close them
+  // Every open connection, so stop() can end them: a WebSocket with a 1001 close frame
+  // through its writer (API.md 1.7), anything else (and, after kGoingAway, everything
+  // left) by closing its socket.
+  struct Live {
+    beast::tcp_stream* stream;
+    std::shared_ptr<Outbox> ws_out;
+  };
+  std::list<Live> live_;
+  std::optional<asio::steady_timer> going_away_;
   bool stopped_ = false;
   Logger log_{"api.server"};
 };
@@ -88,7 +97,17 @@ void Server::stop() {
   impl_->stopped_ = true;
   boost::system::error_code ec;
   impl_->acceptor_.close(ec);
-  for (auto* s : impl_->live_) s->socket().close(ec);
+  for (auto& c : impl_->live_) {
+    if (c.ws_out) c.ws_out->close_with(1001);
+    else c.stream->socket().close(ec);
+  }
+  constexpr auto kGoingAway = std::chrono::seconds(2);  // for the close handshakes
+  impl_->going_away_.emplace(impl_->io_, kGoingAway);
+  impl_->going_away_->async_wait([impl = impl_.get()](boost::system::error_code e) {
+    if (e) return;
+    boost::system::error_code ec;
+    for (auto& c : impl->live_) c.stream->socket().close(ec);
+  });
 }
 
 std::uint16_t Server::port() const {
@@ -147,10 +166,10 @@ http::response<http::string_body> Server::Impl::to_beast(const Response& r, unsi
 
 awaitable<void> Server::Impl::session(tcp::socket sock) {
   beast::tcp_stream stream(std::move(sock));
-  auto self = live_.insert(live_.end(), &stream);
+  auto self = live_.insert(live_.end(), Live{&stream, nullptr});
   struct Unlist {
-    std::list<beast::tcp_stream*>& l;
-    std::list<beast::tcp_stream*>::iterator it;
+    std::list<Live>& l;
+    std::list<Live>::iterator it;
     ~Unlist() { l.erase(it); }
   } unlist{live_, self};
 
@@ -239,7 +258,9 @@ awaitable<void> Server::Impl::session(tcp::socket sock) {
         break;
       }
       WsStream ws(std::move(stream));
-      *self = &ws.next_layer();  // stop() must now close the WebSocket's socket
+      // stop() now closes the WebSocket through its writer.
+      auto out = std::make_shared<Outbox>(ws.get_executor(), kWsOutFrames, kWsOutBytes);
+      *self = Live{&ws.next_layer(), out};
       // The HTTP idle deadline must not end a quiet exec: the WebSocket has its own.
       ws.next_layer().expires_never();
       ws.set_option(websocket::stream_base::timeout::suggested(beast::role_type::server));
@@ -253,9 +274,9 @@ awaitable<void> Server::Impl::session(tcp::socket sock) {
       }));
       auto [aec] = co_await ws.async_accept(parser.release(), tuple_awaitable);
       if (aec) co_return;
-      if (target.kind == WsRoute::exec) co_await run_exec(ws, std::move(*params), target.sprite, *sessions_, *exec_, blocking_);
-      else if (target.kind == WsRoute::attach) co_await run_attach(ws, attach_to);
-      else co_await run_control(ws, target.sprite, *sessions_, *exec_, blocking_);
+      if (target.kind == WsRoute::exec) co_await run_exec(ws, out, std::move(*params), target.sprite, *sessions_, *exec_, blocking_);
+      else if (target.kind == WsRoute::attach) co_await run_attach(ws, out, attach_to);
+      else co_await run_control(ws, out, target.sprite, *sessions_, *exec_, blocking_);
       co_return;
     }
     if (Router::is_kill(req) && sessions_) {
@@ -268,15 +289,17 @@ awaitable<void> Server::Impl::session(tcp::socket sock) {
       break;
     }
     if (req.method == "POST" && is_exec_path(req.target)) {
-      // Exec over plain HTTP streams its answer: it cannot go through route().
-      auto routed = router_.route_upgrade(req);
+      // Exec over plain HTTP streams its answer: it cannot go through route(). Routed
+      // by its path alone (with ?id= route_upgrade() would look for a session).
+      Request path_only{req.method, req.target.substr(0, req.target.find('?')), req.authorization, req.accept, {}};
+      auto routed = router_.route_upgrade(path_only);
       auto params = parse_exec_params(parse_query(req.target).value_or(Query{}));
       std::optional<Response> err;
+      auto q = parse_query(req.target).value_or(Query{});
       if (auto* e = std::get_if<Response>(&routed)) err = *e;
-      else if (!params) err = json_error(400, "bad_request", params.error().what);
-      else if (auto q = parse_query(req.target).value_or(Query{});
-               query_get(q, "tty") || query_get(q, "id") || query_get(q, "detachable") || query_get(q, "cc"))
+      else if (query_get(q, "tty") || query_get(q, "id") || query_get(q, "detachable") || query_get(q, "cc"))
         err = json_error(400, "bad_request", "HTTP exec runs without a terminal and cannot attach; use the WebSocket");
+      else if (!params) err = json_error(400, "bad_request", params.error().what);
       else if (!exec_ || !sessions_ || !exec_->container(std::get<WsRoute>(routed).sprite))
         err = json_error(503, "unavailable", "the sprite is not running");
       if (err) {
