@@ -101,9 +101,13 @@ int own_stdin() {
 
 using Ws = websocket::stream<beast::tcp_stream>;
 
+constexpr char kDetachKey = 0x1c;  // Ctrl+\ in a raw terminal
+
 struct ExecState {
   int exit_code = -1;
   bool done = false;
+  bool detached = false;
+  std::string session_id;
 };
 
 awaitable<void> receive(Ws& ws, ExecState& st, bool tty) {
@@ -124,6 +128,8 @@ awaitable<void> receive(Ws& ws, ExecState& st, bool tty) {
       auto j = nlohmann::json::parse(std::string(p, len), nullptr, false);
       if (j.is_object() && j["type"] == "exit" && j["exit_code"].is_number_integer())
         st.exit_code = j["exit_code"].get<int>();
+      if (j.is_object() && j["type"] == "session_info" && j["session_id"].is_string())
+        st.session_id = j["session_id"].get<std::string>();
     } else if (tty) {
       write_all_fd(1, p, len);
     } else if (len > 0) {
@@ -138,7 +144,7 @@ awaitable<void> receive(Ws& ws, ExecState& st, bool tty) {
 
 // Our stdin to the process: raw bytes with a terminal, else 0x00-prefixed frames and a
 // final 0x04 (EOF). Sends go through the one writer: this coroutine.
-awaitable<void> send_input(Ws& ws, ExecState& st, bool tty) {
+awaitable<void> send_input(Ws& ws, ExecState& st, bool tty, bool detach_key, bool send_eof) {
   struct stat sb {};
   ::fstat(0, &sb);
   // epoll cannot wait on a regular file: read those directly (they never block long).
@@ -185,7 +191,7 @@ awaitable<void> send_input(Ws& ws, ExecState& st, bool tty) {
       std::tie(ec, n) = co_await in->async_read_some(asio::buffer(buf), tuple_awaitable);
     }
     if (ec) {
-      if (!tty) {
+      if (!tty && send_eof) {
         char eof = 0x04;
         ws.binary(true);
         co_await ws.async_write(asio::buffer(&eof, 1), tuple_awaitable);
@@ -194,10 +200,20 @@ awaitable<void> send_input(Ws& ws, ExecState& st, bool tty) {
     }
     std::string frame;
     if (!tty) frame.push_back(0x00);
-    frame.append(buf.data(), n);
+    std::string_view got(buf.data(), n);
+    std::size_t key = detach_key ? got.find(kDetachKey) : std::string_view::npos;
+    frame.append(got.substr(0, key));
     ws.binary(true);
-    auto [wec, wn] = co_await ws.async_write(asio::buffer(frame), tuple_awaitable);
-    if (wec) co_return;
+    if (frame.size() > (tty ? 0u : 1u)) {
+      auto [wec, wn] = co_await ws.async_write(asio::buffer(frame), tuple_awaitable);
+      if (wec) co_return;
+    }
+    if (key != std::string_view::npos) {
+      // Detach: the session runs on; closing the socket is all it takes (API.md 2.2).
+      st.detached = true;
+      co_await ws.async_close(websocket::close_code::normal, tuple_awaitable);
+      co_return;
+    }
   }
 }
 
@@ -238,23 +254,14 @@ Reply request(const Endpoint& ep, const std::string& method, const std::string& 
   return {static_cast<int>(res.result_int()), res.body()};
 }
 
-int run_exec(const Endpoint& ep, const ExecOptions& o) {
-  asio::io_context io;
+namespace {
+
+Ws open_socket(asio::io_context& io, const Endpoint& ep, const std::string& target) {
   auto hp = split_url(ep.url);
-  std::string target = "/v1/sprites/" + url_encode(o.sprite) + "/exec?";
-  for (const auto& a : o.argv) target += "cmd=" + url_encode(a) + "&";
-  target += "path=" + url_encode(o.argv[0]) + "&stdin=true";
-  if (o.tty) {
-    winsize w{};
-    if (::ioctl(1, TIOCGWINSZ, &w) == 0 && w.ws_row)
-      target += "&tty=true&rows=" + std::to_string(w.ws_row) + "&cols=" + std::to_string(w.ws_col);
-    else
-      target += "&tty=true";
-  }
   Ws ws(io);
   beast::get_lowest_layer(ws).connect(tcp::resolver(io).resolve(hp.host, hp.port));
   ws.set_option(websocket::stream_base::decorator(
-      [&](websocket::request_type& req) { req.set(http::field::authorization, "Bearer " + ep.token); }));
+      [token = ep.token](websocket::request_type& req) { req.set(http::field::authorization, "Bearer " + token); }));
   websocket::response_type res;
   beast::error_code ec;
   ws.handshake(res, hp.host, target, ec);
@@ -266,18 +273,74 @@ int run_exec(const Endpoint& ep, const ExecOptions& o) {
     throw std::runtime_error(std::to_string(res.result_int()) + ": " + why);
   }
   ws.read_message_max(8 << 20);
-  ExecState st;
-  RawTerminal raw(o.tty);
+  return ws;
+}
+
+// This process's stdio on the socket until the session's exit arrives or we detach.
+// An attached client's end of input is not the session's: send_eof only for our own exec.
+int run_socket(asio::io_context& io, Ws& ws, bool tty, bool detach_key, bool send_eof, const std::string& sprite,
+               ExecState& st) {
+  RawTerminal raw(tty);
   // Input runs beside the output; the session ends with the output (the server closes
   // after the exit indication), whatever the input is doing then (a terminal never ends).
-  asio::co_spawn(io, [&]() -> awaitable<void> { co_await send_input(ws, st, o.tty); }, asio::detached);
+  asio::co_spawn(io, [&]() -> awaitable<void> { co_await send_input(ws, st, tty, detach_key, send_eof); }, asio::detached);
   asio::co_spawn(io, [&]() -> awaitable<void> {
-    co_await receive(ws, st, o.tty);
+    co_await receive(ws, st, tty);
     io.stop();
   }, asio::detached);
   io.run();
   raw.restore();
+  if (st.detached) {
+    std::fprintf(stderr, "\nballpoint: detached from session %s; it runs on. Back with: ballpoint sessions attach %s %s\n",
+                 st.session_id.c_str(), sprite.c_str(), st.session_id.c_str());
+    return 0;
+  }
   return st.exit_code < 0 ? 255 : st.exit_code;
+}
+
+}  // namespace
+
+int run_exec(const Endpoint& ep, const ExecOptions& o) {
+  asio::io_context io;
+  std::string target = "/v1/sprites/" + url_encode(o.sprite) + "/exec?";
+  for (const auto& a : o.argv) target += "cmd=" + url_encode(a) + "&";
+  target += "path=" + url_encode(o.argv[0]) + "&stdin=true";
+  if (o.tty) {
+    winsize w{};
+    if (::ioctl(1, TIOCGWINSZ, &w) == 0 && w.ws_row)
+      target += "&tty=true&rows=" + std::to_string(w.ws_row) + "&cols=" + std::to_string(w.ws_col);
+    else
+      target += "&tty=true";
+  }
+  if (o.detachable) target += "&detachable=true";
+  Ws ws = open_socket(io, ep, target);
+  ExecState st;
+  return run_socket(io, ws, o.tty, o.detachable && o.tty, true, o.sprite, st);
+}
+
+int attach_session(const Endpoint& ep, const std::string& sprite, const std::string& id) {
+  asio::io_context io;
+  Ws ws = open_socket(io, ep, "/v1/sprites/" + url_encode(sprite) + "/exec/" + url_encode(id) + "?stdin=true");
+  // The first message says whether the session has a terminal (API.md 2.2).
+  beast::flat_buffer buf;
+  ws.read(buf);
+  auto d = buf.cdata();
+  auto info = nlohmann::json::parse(std::string(static_cast<const char*>(d.data()), d.size()), nullptr, false);
+  if (!ws.got_text() || !info.is_object() || info.value("type", "") != "session_info")
+    throw std::runtime_error("the server did not start the attach with session_info");
+  bool tty = info.value("tty", false);
+  ExecState st;
+  st.session_id = id;
+  if (tty) {
+    // Our terminal's size, so the program redraws for it.
+    winsize w{};
+    if (::ioctl(1, TIOCGWINSZ, &w) == 0 && w.ws_row) {
+      std::string msg = nlohmann::json{{"type", "resize"}, {"rows", w.ws_row}, {"cols", w.ws_col}}.dump();
+      ws.text(true);
+      ws.write(asio::buffer(msg));
+    }
+  }
+  return run_socket(io, ws, tty, tty, false, sprite, st);
 }
 
 }  // namespace bp::cli

@@ -2,7 +2,8 @@
 //
 //   ballpoint create NAME | list | destroy NAME | use NAME
 //   ballpoint exec [-t] [NAME] -- CMD [ARG...]     (exit code propagated)
-//   ballpoint console [NAME]                         (an interactive shell in the sprite)
+//   ballpoint console [NAME]                         (an interactive shell; Ctrl+\ detaches)
+//   ballpoint sessions list [NAME] | attach [NAME] ID | kill [NAME] ID [SIGNAL]
 // The runtime is found through --endpoint FILE, $BALLPOINT_ENDPOINT, $BALLPOINT_STATE/endpoint.json
 // or /var/lib/ballpoint/endpoint.json; --url and --token (or $BALLPOINT_URL, $BALLPOINT_TOKEN) win.
 #include <unistd.h>
@@ -34,7 +35,10 @@ int usage(int code) {
       "  destroy NAME                 delete a sprite and everything in it\n"
       "  use NAME                     make NAME the default sprite of exec and console\n"
       "  exec [-t] [NAME] -- CMD...   run CMD in the sprite; -t gives it a terminal\n"
-      "  console [NAME]               an interactive shell in the sprite\n",
+      "  console [NAME]               an interactive shell in the sprite; Ctrl+\\ detaches\n"
+      "  sessions list [NAME]         the sprite's running exec sessions\n"
+      "  sessions attach [NAME] ID    reattach to a session: what it printed, then live\n"
+      "  sessions kill [NAME] ID [SIG]  end a session (SIGTERM, then SIGKILL after 10 s)\n",
       code ? stderr : stdout);
   return code;
 }
@@ -72,6 +76,82 @@ void print_error(const Reply& r) {
   json j = json::parse(r.body, nullptr, false);
   std::string msg = j.is_object() && j["message"].is_string() ? j["message"].get<std::string>() : r.body;
   std::fprintf(stderr, "ballpoint: %d: %s\n", r.status, msg.c_str());
+}
+
+std::string need_sprite(std::string name) {
+  if (name.empty()) name = default_sprite();
+  if (name.empty()) {
+    std::fputs("ballpoint: which sprite? name it, or set a default with `ballpoint use NAME`\n", stderr);
+    std::exit(2);
+  }
+  return name;
+}
+
+// sessions list [NAME] | attach [NAME] ID | kill [NAME] ID [SIGNAL]
+int sessions(const Endpoint& ep, const std::vector<std::string>& a) {
+  if (a.empty()) return usage(2);
+  const std::string& verb = a[0];
+  std::vector<std::string> pos(a.begin() + 1, a.end());
+  if (verb == "list") {
+    if (pos.size() > 1) return usage(2);
+    std::string sprite = need_sprite(pos.empty() ? "" : pos[0]);
+    Reply r = request(ep, "GET", "/v1/sprites/" + url_encode(sprite) + "/exec", "");
+    if (r.status != 200) {
+      print_error(r);
+      return 1;
+    }
+    json j = json::parse(r.body, nullptr, false);
+    std::printf("%-8s %-4s %-21s %s\n", "ID", "TTY", "CREATED", "COMMAND");
+    for (const auto& s : j.value("sessions", json::array()))
+      std::printf("%-8s %-4s %-21s %s\n", s.value("id", "").c_str(), s.value("tty", false) ? "yes" : "no",
+                  s.value("created", "").c_str(), s.value("command", "").c_str());
+    return 0;
+  }
+  // attach and kill: the id is the last positional argument unless a signal follows.
+  std::size_t want_max = verb == "kill" ? 3 : 2;
+  if (pos.empty() || pos.size() > want_max) return usage(2);
+  auto is_id = [](const std::string& s) { return !s.empty() && s.find_first_not_of("0123456789") == std::string::npos; };
+  std::string sprite, id, signal = "SIGTERM";
+  if (pos.size() == 1) {
+    id = pos[0];
+  } else if (pos.size() == 2 && verb == "kill" && is_id(pos[0])) {
+    id = pos[0];
+    signal = pos[1];
+  } else {
+    sprite = pos[0];
+    id = pos[1];
+    if (pos.size() == 3) signal = pos[2];
+  }
+  sprite = need_sprite(sprite);
+  if (!is_id(id)) {
+    std::fprintf(stderr, "ballpoint: '%s' is not a session id (see `ballpoint sessions list`)\n", id.c_str());
+    return 2;
+  }
+  if (verb == "attach") return attach_session(ep, sprite, id);
+  if (verb != "kill") return usage(2);
+  Reply r = request(ep, "POST",
+                    "/v1/sprites/" + url_encode(sprite) + "/exec/" + id + "/kill?signal=" + url_encode(signal), "");
+  if (r.status == 410) {
+    std::printf("session %s had already exited\n", id.c_str());
+    return 0;
+  }
+  if (r.status != 200) {
+    print_error(r);
+    return 1;
+  }
+  int code = 0;
+  std::size_t at = 0;
+  while (at < r.body.size()) {
+    std::size_t nl = r.body.find('\n', at);
+    json ev = json::parse(r.body.substr(at, nl - at), nullptr, false);
+    at = nl == std::string::npos ? r.body.size() : nl + 1;
+    if (!ev.is_object()) continue;
+    std::string type = ev.value("type", "");
+    if (type == "exited") std::printf("session %s exited with %d\n", id.c_str(), ev.value("exit_code", -1));
+    else if (type == "error") code = 1, std::fprintf(stderr, "ballpoint: %s\n", ev.value("message", "").c_str());
+    else if (type != "complete") std::printf("%s\n", ev.value("message", type).c_str());
+  }
+  return code;
 }
 
 }  // namespace
@@ -163,6 +243,7 @@ int main(int argc, char** argv) {
       }
       if (cmd == "console") {
         o.tty = true;
+        o.detachable = true;
         o.argv = {"sh", "-c", "if command -v bash >/dev/null; then exec bash -l; else exec sh -l; fi"};
       } else {
         if (k < rest.size() && rest[k] == "--") ++k;
@@ -171,6 +252,7 @@ int main(int argc, char** argv) {
       }
       return run_exec(ep, o);
     }
+    if (cmd == "sessions") return sessions(ep, rest);
   } catch (const boost::system::system_error& e) {
     // Boost's what() carries a source location; the user wants the reason.
     std::fprintf(stderr, "ballpoint: cannot reach %s: %s\n", ep.url.c_str(), e.code().message().c_str());

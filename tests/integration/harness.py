@@ -1,7 +1,10 @@
 """tests/integration/harness.py — start ballpoint-init in host mode and look at what it leaves behind."""
+import base64
 import json
 import os
 import signal
+import socket
+import struct
 import subprocess
 import sys
 import tempfile
@@ -174,6 +177,99 @@ class Runtime:
             except ValueError:
                 pass
         return out
+
+
+class WebSocket:
+    """A minimal RFC 6455 client over a plain socket, enough to drive exec sessions and
+    to misbehave on purpose (huge frames, vanishing, never reading)."""
+
+    def __init__(self, rt, path, token=None, timeout_s=10, session_info=False):
+        host, port = rt.endpoint["url"][len("http://"):].rsplit(":", 1)
+        self.sock = socket.create_connection((host, int(port)), timeout=timeout_s)
+        key = base64.b64encode(os.urandom(16)).decode()
+        tok = rt.endpoint["token"] if token is None else token
+        self.sock.sendall((f"GET {path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                           f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
+                           f"Authorization: Bearer {tok}\r\n\r\n").encode())
+        head = b""
+        while b"\r\n\r\n" not in head:
+            chunk = self.sock.recv(4096)
+            if not chunk:
+                raise AssertionError(f"connection closed during the upgrade: {head!r}")
+            head += chunk
+        head, self.buf = head.split(b"\r\n\r\n", 1)
+        self.status = int(head.split(b" ", 2)[1])
+        self.close_code = None
+        self.session_id = None
+        if self.status == 101 and session_info:
+            kind, data = self.recv()
+            if kind == "text" and json.loads(data).get("type") == "session_info":
+                self.session_id = json.loads(data)["session_id"]
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.sock.close()
+
+    def _read(self, n):
+        while len(self.buf) < n:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise ConnectionError("closed by the server")
+            self.buf += chunk
+        out, self.buf = self.buf[:n], self.buf[n:]
+        return out
+
+    def send(self, data, opcode=None):
+        """Sends one masked frame: text for str, binary for bytes."""
+        if opcode is None:
+            opcode = 1 if isinstance(data, str) else 2
+        if isinstance(data, str):
+            data = data.encode()
+        n = len(data)
+        head = bytes([0x80 | opcode])
+        if n < 126:
+            head += bytes([0x80 | n])
+        elif n < 65536:
+            head += bytes([0x80 | 126]) + struct.pack(">H", n)
+        else:
+            head += bytes([0x80 | 127]) + struct.pack(">Q", n)
+        mask = os.urandom(4)
+        masked = bytes(b ^ mask[i % 4] for i, b in enumerate(data)) if n < 1 << 16 else \
+            (int.from_bytes(data, "big") ^ int.from_bytes((mask * (n // 4 + 1))[:n], "big")).to_bytes(n, "big")
+        self.sock.sendall(head + mask + masked)
+
+    def recv(self):
+        """("text"|"binary", payload) or ("close", code); answers pings."""
+        while True:
+            b0, b1 = self._read(2)
+            n = b1 & 0x7F
+            if n == 126:
+                n = struct.unpack(">H", self._read(2))[0]
+            elif n == 127:
+                n = struct.unpack(">Q", self._read(8))[0]
+            data = self._read(n)
+            op = b0 & 0x0F
+            if op == 9:
+                self.send(data, opcode=10)
+                continue
+            if op == 8:
+                self.close_code = struct.unpack(">H", data[:2])[0] if len(data) >= 2 else 1005
+                return "close", self.close_code
+            if op in (1, 2):
+                return ("text" if op == 1 else "binary"), data
+
+    def send_raw(self, data):
+        self.sock.sendall(data)
+
+    def close(self, code=1000):
+        self.send(struct.pack(">H", code), opcode=8)
+
+
+def exec_socket(rt, sprite, query, token=None):
+    """An exec WebSocket on /v1/sprites/SPRITE/exec?QUERY whose session_info has been read."""
+    return WebSocket(rt, f"/v1/sprites/{sprite}/exec?{query}", token=token, session_info=True)
 
 
 def main():

@@ -85,6 +85,73 @@ class Cli(unittest.TestCase):
             os.close(fd)
             self.cli("destroy", "con")
 
+    def test_console_detach_list_attach_kill(self):
+        self.assertEqual(self.cli("create", "det").returncode, 0)
+
+        def terminal(*args):
+            pid, fd = pty.fork()
+            if pid == 0:
+                os.execve(CLI, [CLI, *args], self.env)
+            return pid, fd
+
+        def read_until(fd, buf, marker, timeout_s=20):
+            deadline = time.monotonic() + timeout_s
+            while marker not in buf[0] and time.monotonic() < deadline:
+                r, _, _ = select.select([fd], [], [], 0.2)
+                if r:
+                    try:
+                        buf[0] += os.read(fd, 4096)
+                    except OSError:
+                        break
+            return marker in buf[0]
+
+        try:
+            pid, fd = terminal("console", "det")
+            out = [b""]
+            os.write(fd, b"echo before-$((40+2))\n")
+            self.assertTrue(read_until(fd, out, b"before-42"), out[0])
+            os.write(fd, b"\x1c")  # Ctrl+\ detaches; the shell runs on
+            self.assertTrue(read_until(fd, out, b"ballpoint sessions attach det "), out[0])
+            _, status = os.waitpid(pid, 0)
+            os.close(fd)
+            self.assertEqual(os.waitstatus_to_exitcode(status), 0, out[0])
+            sid = out[0].split(b"ballpoint sessions attach det ")[1].split()[0].decode()
+
+            r = self.cli("sessions", "list", "det")
+            self.assertEqual(r.returncode, 0, r.stderr)
+            row = [line for line in r.stdout.splitlines() if line.startswith(sid + " ")]
+            self.assertEqual(len(row), 1, r.stdout)
+            self.assertIn(" yes ", row[0])
+
+            pid, fd = terminal("sessions", "attach", "det", sid)
+            out = [b""]
+            self.assertTrue(read_until(fd, out, b"before-42"), out[0])  # the scrollback
+            os.write(fd, b"echo after-$((6*7))\n")
+            self.assertTrue(read_until(fd, out, b"after-42"), out[0])
+            os.write(fd, b"exit 5\n")
+            _, status = os.waitpid(pid, 0)
+            os.close(fd)
+            self.assertEqual(os.waitstatus_to_exitcode(status), 5, out[0])
+            self.assertNotIn(sid + " ", self.cli("sessions", "list", "det").stdout)
+
+            # kill: a non-TTY detachable session started over the API, ended from the CLI.
+            with harness.exec_socket(self.rt, "det", "cmd=sleep&cmd=1000&detachable=true") as ws:
+                sid = ws.session_id
+            self.assertIn(sid + " ", self.cli("sessions", "list", "det").stdout)
+            r = self.cli("sessions", "kill", "det", sid)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertIn(f"session {sid} exited with 143", r.stdout)
+            self.assertNotIn(sid + " ", self.cli("sessions", "list", "det").stdout)
+            r = self.cli("sessions", "kill", "det", sid)
+            self.assertEqual((r.returncode, r.stdout), (0, f"session {sid} had already exited\n"), r.stderr)
+            r = self.cli("sessions", "attach", "det", "424242")
+            self.assertEqual(r.returncode, 1)
+            self.assertIn("404", r.stderr)
+            r = self.cli("sessions", "kill", "det", "nope")
+            self.assertEqual(r.returncode, 2)
+        finally:
+            self.cli("destroy", "det")
+
     def test_clear_errors(self):
         r = self.cli("exec", "ghost", "--", "true")
         self.assertNotEqual(r.returncode, 0)

@@ -1,0 +1,134 @@
+"""Exec WebSockets that misbehave: oversized frames, garbage messages, a client that vanishes
+mid-stream, one that never reads. Each gets a clear answer or is dropped, memory stays bounded,
+its process does not outlive the rules, and the server keeps serving everyone else."""
+import json
+import os
+import socket
+import time
+import unittest
+
+import harness
+from harness import Runtime
+
+BASE = os.environ.get("BALLPOINT_BASE_IMAGE", "")
+
+
+def rss_kb(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+class ExecAbuse(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        harness.require_root(cls)
+        if not BASE:
+            raise unittest.SkipTest("BALLPOINT_BASE_IMAGE not set")
+        cls.rt = Runtime(extra=["--set", f"base_image={BASE}"])
+        cls.rt.wait_ready()
+        status, body, _ = cls.rt.request("POST", "/v1/sprites", body=json.dumps({"name": "ab"}).encode())
+        assert status == 201, body
+
+    @classmethod
+    def tearDownClass(cls):
+        code, _ = cls.rt.stop()
+        cls.rt.kill()
+        assert code == 0, cls.rt.console()
+
+    def sessions(self):
+        status, body, _ = self.rt.request("GET", "/v1/sprites/ab/exec")
+        self.assertEqual(status, 200)
+        return body["sessions"]
+
+    def assert_exec_works(self):
+        with harness.exec_socket(self.rt, "ab", "cmd=echo&cmd=still-here") as ws:
+            frames = []
+            while True:
+                kind, data = ws.recv()
+                if kind == "close":
+                    break
+                frames.append(data)
+        self.assertEqual(frames[0], b"\x01still-here\n")
+        self.assertEqual(frames[-1], b"\x03\x00")
+        self.assertEqual(ws.close_code, 1000)
+
+    def test_oversized_frame_is_refused_with_1009(self):
+        with harness.exec_socket(self.rt, "ab", "cmd=cat&stdin=true&max_run_after_disconnect=1s") as ws:
+            sid = ws.session_id
+            # A binary frame that announces 5 MiB, over the 4 MiB message limit: refused
+            # from its header, before the server buffers any of it.
+            ws.send_raw(bytes([0x82, 0x80 | 127]) + (5 << 20).to_bytes(8, "big") + os.urandom(4) + b"x" * 1024)
+            while True:
+                kind, data = ws.recv()
+                if kind == "close":
+                    break
+            self.assertEqual(ws.close_code, 1009)
+        # The client is gone: its cat ends after max_run_after_disconnect.
+        self.assertTrue(harness.wait_until(lambda: all(s["id"] != sid for s in self.sessions()), 15))
+        self.assert_exec_works()
+
+    def test_garbage_messages_are_ignored(self):
+        with harness.exec_socket(self.rt, "ab", "cmd=cat&stdin=true") as ws:
+            for junk in ("not json", "{}", '{"type":"resize","rows":"x"}', '{"type":"signal","signal":"BOGUS"}',
+                         '{"type":"nonsense"}', "[1,2,3]"):
+                ws.send(junk)
+            ws.send(b"")              # empty binary: no stream byte
+            ws.send(b"\x09oops")      # unknown stream id
+            ws.send(b"\x00kept")
+            ws.send(b"\x04")
+            out = b""
+            while True:
+                kind, data = ws.recv()
+                if kind == "close":
+                    break
+                if kind == "binary" and data[:1] == b"\x01":
+                    out += data[1:]
+                last = data
+            self.assertEqual(out, b"kept")
+            self.assertEqual(last, b"\x03\x00")
+        with harness.WebSocket(self.rt, "/v1/sprites/ab/control") as ws:
+            for junk in ("control:not json", "control:[]", 'control:{"type":"op.start","op":"exec","args":5}',
+                         'control:{"type":"op.start","op":"teleport"}'):
+                ws.send(junk)
+            errors = []
+            while len(errors) < 2:
+                kind, data = ws.recv()
+                self.assertEqual(kind, "text")
+                errors.append(json.loads(data[len("control:"):])["args"]["code"])
+            self.assertEqual(errors, ["op.invalid", "op.not_found"])
+        self.assert_exec_works()
+
+    def test_client_that_vanishes_mid_stream(self):
+        ws = harness.exec_socket(self.rt, "ab", "cmd=yes&max_run_after_disconnect=1s")
+        sid = ws.session_id
+        for _ in range(20):
+            ws.recv()
+        ws.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+        ws.sock.close()  # a reset, no close frame
+        self.assert_exec_works()
+        self.assertTrue(harness.wait_until(lambda: all(s["id"] != sid for s in self.sessions()), 15),
+                        self.sessions())
+
+    def test_client_that_never_reads(self):
+        pid1 = self.rt.pid1()
+        before = rss_kb(pid1)
+        ws = harness.exec_socket(self.rt, "ab", "cmd=yes&max_run_after_disconnect=1s")
+        ws.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sid = ws.session_id
+        time.sleep(3)  # yes writes as fast as it can; nobody reads
+        grown = rss_kb(pid1) - before
+        # The server holds at most its bounded queue for this client (2 MiB, plus the
+        # pipe and socket buffers in the kernel); it pauses the process instead.
+        self.assertLess(grown, 16 * 1024, f"PID 1 grew by {grown} kB")
+        entry = [s for s in self.sessions() if s["id"] == sid][0]
+        self.assertLess(entry["bytes_per_second"] * 3, 256 << 20, entry)
+        self.assert_exec_works()  # others are served meanwhile
+        ws.sock.close()
+        self.assertTrue(harness.wait_until(lambda: all(s["id"] != sid for s in self.sessions()), 15))
+
+
+if __name__ == "__main__":
+    harness.main()
