@@ -12,10 +12,10 @@
 #include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/write.hpp>
 #include <chrono>
-#include <cstdlib>
 #include <ctime>
 #include <nlohmann/json.hpp>
 
+#include "api/client_input.hpp"
 #include "api/live_session.hpp"
 #include "common/log.hpp"
 #include "common/log_exit.hpp"
@@ -42,21 +42,6 @@ constexpr std::size_t kStdinFrames = 256, kStdinBytes = 1 << 20;  // then the cl
 asio::posix::stream_descriptor nonblocking(asio::any_io_executor ex, int fd) {
   ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_NONBLOCK);
   return asio::posix::stream_descriptor(ex, fd);
-}
-
-std::string str_field(const nlohmann::json& j, const char* key) {
-  auto it = j.find(key);
-  if (it == j.end()) return {};
-  if (it->is_string()) return it->get<std::string>();
-  if (it->is_number_integer()) return std::to_string(it->get<long long>());
-  return {};
-}
-
-int int_field(const nlohmann::json& j, const char* key) {
-  std::string v = str_field(j, key);  // numbers, or their string forms
-  char* end = nullptr;
-  long n = std::strtol(v.c_str(), &end, 10);
-  return v.empty() || *end || n <= 0 || n > 65535 ? 0 : static_cast<int>(n);
 }
 
 std::string exit_json(int code) { return nlohmann::json{{"type", "exit"}, {"exit_code", code}}.dump(); }
@@ -222,41 +207,23 @@ void ExecSession::signal_group(int sig) {
   if (!exited_ && pid_ > 0) ::kill(-pid_, sig);  // the process leads its own session and group
 }
 
-// Client text messages. Anything malformed is ignored (API.md 2.1.6), never thrown.
-void ExecSession::on_text(std::string_view text) {
-  auto j = nlohmann::json::parse(text, nullptr, false);
-  if (!j.is_object() || ended_) return;
-  std::string type = str_field(j, "type");
-  if (type == "resize" && tty_ && pty_) {
+std::optional<Frame> ExecSession::input(bool text, std::string_view bytes, bool control) {
+  if (ended_) return std::nullopt;
+  ClientInput in = parse_client_frame(text, bytes, tty_, control);
+  if (auto* r = std::get_if<Resize>(&in)) {
     winsize ws{};
-    ws.ws_row = static_cast<unsigned short>(int_field(j, "rows"));
-    ws.ws_col = static_cast<unsigned short>(int_field(j, "cols"));
-    if (ws.ws_row && ws.ws_col) ::ioctl(pty_.get(), TIOCSWINSZ, &ws);  // the kernel sends SIGWINCH
-  } else if (type == "signal") {
-    if (int sig = parse_signal(str_field(j, "signal"))) signal_group(sig);
-  }
-}
-
-std::optional<Frame> ExecSession::stdin_chunk(std::string_view bytes, bool control) {
-  if (bytes.empty() || ended_) return std::nullopt;
-  // JS sends control-mode resize and signal as binary frames (API.md 2.6).
-  if (control && bytes.front() == '{') {
-    auto j = nlohmann::json::parse(bytes, nullptr, false);
-    if (j.is_object() && (str_field(j, "type") == "resize" || str_field(j, "type") == "signal")) {
-      on_text(bytes);
-      return std::nullopt;
-    }
-  }
-  if (!stdin_open_) return std::nullopt;
-  if (tty_) return Frame{Frame::binary, std::string(bytes)};  // to the PTY, verbatim
-  if (bytes.front() == 0x04 && (!control || bytes.size() == 1)) {
+    ws.ws_row = r->rows;
+    ws.ws_col = r->cols;
+    if (tty_ && pty_) ::ioctl(pty_.get(), TIOCSWINSZ, &ws);  // the kernel sends SIGWINCH
+  } else if (auto* sig = std::get_if<Signal>(&in)) {
+    signal_group(sig->sig);
+  } else if (auto* data = std::get_if<Stdin>(&in); data && stdin_open_) {
+    return Frame{Frame::binary, std::string(data->data)};
+  } else if (std::holds_alternative<StdinEof>(in) && stdin_open_) {
     stdin_open_ = false;  // later stdin is dropped; what is queued still goes first
     return Frame{Frame::close, {}};
   }
-  if (bytes.front() == 0x00) bytes.remove_prefix(1);
-  else if (!control) return std::nullopt;  // /exec stdin always has its prefix
-  if (bytes.empty()) return std::nullopt;
-  return Frame{Frame::binary, std::string(bytes)};
+  return std::nullopt;
 }
 
 awaitable<void> ExecSession::stdin_room() { co_await stdin_q_.room(); }

@@ -8,6 +8,7 @@
 #include <chrono>
 #include <nlohmann/json.hpp>
 
+#include "api/client_input.hpp"
 #include "api/control_args.hpp"
 #include "api/exec_session_async.hpp"
 #include "api/live_session.hpp"
@@ -78,9 +79,7 @@ awaitable<void> exec_reader(WsStream& ws, std::shared_ptr<ExecSession> s, std::s
     if (ec) break;
     std::string_view bytes = payload(buf);
     if (!a->finished) {
-      if (ws.got_text()) {
-        s->on_text(bytes);
-      } else if (auto chunk = s->stdin_chunk(bytes, false)) {
+      if (auto chunk = s->input(ws.got_text(), bytes, false)) {
         co_await s->stdin_room();
         s->stdin_put(std::move(*chunk));
       }
@@ -116,14 +115,6 @@ awaitable<void> run_attach(WsStream& ws, std::shared_ptr<Outbox> out, std::share
 
 namespace {
 
-std::string str_of(const nlohmann::json& j, const char* key) {
-  auto it = j.find(key);
-  if (it == j.end()) return {};
-  if (it->is_string()) return it->get<std::string>();
-  if (it->is_number_integer()) return std::to_string(it->get<long long>());
-  return {};
-}
-
 // One control socket: at most one operation (op) at a time on one outbox.
 struct Control {
   WsStream& ws;
@@ -148,35 +139,34 @@ struct Control {
 
   // op.start: starts the operation before the next frame is read, so the frames that
   // follow it (JS sends the stdin EOF right behind) belong to it.
-  awaitable<void> start(nlohmann::json env, bool prefixed) {
-    std::string id = str_of(env, "id"), opname = str_of(env, "op");
+  awaitable<void> start(Envelope env) {
     if (busy()) {
-      reply_error(prefixed, id, opname, "op.busy", "an operation is already running on this socket");
+      reply_error(env.prefixed, env.id, env.op, "op.busy", "an operation is already running on this socket");
       co_return;
     }
-    if (opname != "exec") {
-      reply_error(prefixed, id, opname, "op.not_found", "operation '" + opname + "' is not available here");
+    if (env.op != "exec") {
+      reply_error(env.prefixed, env.id, env.op, "op.not_found", "operation '" + env.op + "' is not available here");
       co_return;
     }
-    auto q = control_args_query(env.contains("args") ? env["args"] : nlohmann::json());
+    auto q = control_args_query(env.args);
     auto params = q ? parse_exec_params(*q) : Result<ExecParams>(make_error("args must be an object or a query string"));
     if (!params) {
-      reply_error(prefixed, id, opname, "op.invalid", params.error().what);
+      reply_error(env.prefixed, env.id, env.op, "op.invalid", params.error().what);
       co_return;
     }
     session = co_await ExecSession::start(std::move(*params), sprite, sessions, deps, blocking);
     op = std::make_shared<Attachment>();
     op->out = out;
     op->control = true;
-    op->prefixed = prefixed;
-    op->op_id = id;
-    if (prefixed) {
+    op->prefixed = env.prefixed;
+    op->op_id = env.id;
+    if (env.prefixed) {
       nlohmann::json ack{{"type", "op.ack"}};
-      if (!id.empty()) ack["id"] = id;
+      if (!env.id.empty()) ack["id"] = env.id;
       out->put(Frame{Frame::text, control_envelope(true, ack)});
     }
     session->attach(op, true);
-    Logger("api.control").info("control op started", {{"sprite", sprite}, {"op", opname}, {"session", session->id()}});
+    Logger("api.control").info("control op started", {{"sprite", sprite}, {"op", env.op}, {"session", session->id()}});
   }
 
   awaitable<void> reader() {
@@ -185,25 +175,12 @@ struct Control {
       auto [ec, n] = co_await ws.async_read(buf, tuple_awaitable);
       if (ec) break;
       std::string_view bytes = payload(buf);
-      std::optional<nlohmann::json> env;
-      bool prefixed = false;
-      if (ws.got_text()) {
-        if (bytes.starts_with("control:")) {
-          prefixed = true;
-          env = nlohmann::json::parse(bytes.substr(8), nullptr, false);
-          if (!env->is_object()) env = nlohmann::json::object();  // a malformed envelope: ignored
-        } else if (auto j = nlohmann::json::parse(bytes, nullptr, false); j.is_object()) {
-          std::string type = str_of(j, "type");
-          if (type.starts_with("op.") || type == "release") env = std::move(j);  // Go's bare envelopes
-        }
-      }
+      auto env = ws.got_text() ? parse_envelope(bytes) : std::nullopt;
       if (env) {
         // release (and anything else a client may send) needs no reply.
-        if (str_of(*env, "type") == "op.start") co_await start(std::move(*env), prefixed);
+        if (env->type == "op.start") co_await start(std::move(*env));
       } else if (busy()) {
-        if (ws.got_text()) {
-          session->on_text(bytes);
-        } else if (auto chunk = session->stdin_chunk(bytes, true)) {
+        if (auto chunk = session->input(ws.got_text(), bytes, true)) {
           co_await session->stdin_room();
           session->stdin_put(std::move(*chunk));
         }

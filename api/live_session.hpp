@@ -58,12 +58,10 @@ class ExecSession : public std::enable_shared_from_this<ExecSession> {
   // for the mode's max_run_after_disconnect (API.md 2.2), then it is ended.
   void detach(const std::shared_ptr<Attachment>& a);
 
-  // Client input. Text: resize and signal (API.md 2.1.6); anything else is ignored.
-  // Binary: stdin_chunk() turns it into what goes to the process (data, or an empty
-  // close frame for EOF), or nullopt; queue that with stdin_room() then stdin_put().
-  // On /control a binary frame that is a whole resize/signal JSON is that message.
-  void on_text(std::string_view text);
-  std::optional<Frame> stdin_chunk(std::string_view bytes, bool control);
+  // A client's frame (API.md 2.1.4-2.1.6; control: on /control, 2.6). Resize and
+  // signal take effect at once; stdin comes back as what to queue for the process
+  // (data, or an empty close frame for EOF) with stdin_room() then stdin_put().
+  std::optional<Frame> input(bool text, std::string_view bytes, bool control);
   boost::asio::awaitable<void> stdin_room();
   void stdin_put(Frame&& f);
 

@@ -89,3 +89,60 @@ TEST_CASE("control args: strings, arrays, booleans, numbers, or a query string",
   CHECK(!control_args_query(json(42)));
   CHECK(!control_args_query(json("cmd=%zz")));
 }
+
+#include "api/client_input.hpp"
+
+TEST_CASE("client frames: stdin with its prefix, EOF, resize and signal, junk ignored", "[input]") {
+  using namespace std::string_view_literals;
+  auto stdin_of = [](const ClientInput& in) {
+    auto* s = std::get_if<Stdin>(&in);
+    return s ? std::optional<std::string>(std::string(s->data)) : std::nullopt;
+  };
+  // /exec, non-TTY (API.md 2.1.4): 00 data, 04 EOF; anything else is dropped.
+  CHECK(stdin_of(parse_client_frame(false, "\x00" "abc"sv, false, false)) == "abc");
+  CHECK(std::holds_alternative<StdinEof>(parse_client_frame(false, "\x04"sv, false, false)));
+  CHECK(std::holds_alternative<Ignore>(parse_client_frame(false, "\x09oops"sv, false, false)));
+  CHECK(std::holds_alternative<Ignore>(parse_client_frame(false, ""sv, false, false)));
+  CHECK(std::holds_alternative<Ignore>(parse_client_frame(false, "\x00"sv, false, false)));
+  // TTY: verbatim, a 04 included (the line discipline's business).
+  CHECK(stdin_of(parse_client_frame(false, "\x04"sv, true, false)) == "\x04");
+  // Text messages.
+  auto r = parse_client_frame(true, R"({"type":"resize","cols":100,"rows":30})", true, false);
+  REQUIRE(std::holds_alternative<Resize>(r));
+  CHECK(std::get<Resize>(r).rows == 30);
+  CHECK(std::get<Resize>(r).cols == 100);
+  CHECK(std::get<Resize>(parse_client_frame(true, R"({"type":"resize","cols":"80","rows":"24"})", true, false)).rows == 24);
+  CHECK(std::get<Signal>(parse_client_frame(true, R"({"type":"signal","signal":"TERM"})", false, false)).sig == 15);
+  for (auto junk : {"not json", "{}", "[1]", R"({"type":"resize","rows":0,"cols":5})", R"({"type":"signal","signal":"BOGUS"})",
+                    R"({"type":"resize","rows":70000,"cols":5})", R"({"type":9})"})
+    CHECK(std::holds_alternative<Ignore>(parse_client_frame(true, junk, true, false)));
+  // /control: binary JSON resize/signal (JS), raw stdin (Go), 04 alone is EOF.
+  CHECK(std::holds_alternative<Signal>(parse_client_frame(false, R"({"type":"signal","signal":"KILL"})", false, true)));
+  CHECK(std::holds_alternative<Resize>(parse_client_frame(false, R"({"type":"resize","cols":1,"rows":1})", true, true)));
+  CHECK(stdin_of(parse_client_frame(false, "raw"sv, false, true)) == "raw");
+  CHECK(stdin_of(parse_client_frame(false, "\x04more"sv, false, true)) == "\x04more");
+  CHECK(std::holds_alternative<StdinEof>(parse_client_frame(false, "\x04"sv, false, true)));
+  CHECK(stdin_of(parse_client_frame(false, "{not json"sv, false, true)) == "{not json");
+}
+
+TEST_CASE("control envelopes: prefixed, bare, or data", "[control]") {
+  auto e = parse_envelope(R"(control:{"type":"op.start","id":"7","op":"exec","args":{"cmd":["true"]}})");
+  REQUIRE(e);
+  CHECK(e->prefixed);
+  CHECK(e->type == "op.start");
+  CHECK(e->id == "7");
+  CHECK(e->op == "exec");
+  CHECK(e->args["cmd"][0] == "true");
+  auto bare = parse_envelope(R"({"type":"release"})");
+  REQUIRE(bare);
+  CHECK(!bare->prefixed);
+  CHECK(bare->type == "release");
+  CHECK(parse_envelope(R"({"id":5,"type":"op.start","op":"fs.read","args":"path=%2Fx"})")->id == "5");
+  // Not envelopes: the running operation's messages, or junk for it to ignore.
+  CHECK(!parse_envelope(R"({"type":"resize","rows":1,"cols":1})"));
+  CHECK(!parse_envelope("hello"));
+  // A malformed prefixed envelope is one, with no type: ignored, not data.
+  auto bad = parse_envelope("control:{oops");
+  REQUIRE(bad);
+  CHECK(bad->type.empty());
+}
