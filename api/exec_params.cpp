@@ -37,6 +37,9 @@ std::int64_t parse_go_duration_ms(std::string_view s) {
     else if (unit == "ns") total += n / 1e6;
     else return -1;
   }
+  // Beyond a century it is not a duration anyone means (and would overflow below).
+  constexpr double kMaxMs = 100.0 * 365 * 24 * 3600 * 1000;
+  if (!(total <= kMaxMs)) return -1;
   return static_cast<std::int64_t>(total);
 }
 

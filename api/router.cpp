@@ -296,7 +296,7 @@ std::variant<Response, WsRoute> Router::route_upgrade(const Request& req) const 
   if (!valid_sprite_name(s[2]) || !registry_.get(s[2]))
     return json_error(404, "not_found", "sprite '" + s[2] + "' not found");
   if (s.size() == 4 && s[3] == "control") return WsRoute{s[2], WsRoute::control, 0};
-  if (s[3] != "exec" || s.size() > 5) return json_error(404, "not_found", "no such WebSocket endpoint");
+  if (s.size() < 4 || s.size() > 5 || s[3] != "exec") return json_error(404, "not_found", "no such WebSocket endpoint");
   // Attach: /exec/{id} or the legacy /exec?id={id} (API.md 2.2); unknown ids get 404
   // before any upgrade.
   std::optional<std::string> id_text;

@@ -54,6 +54,7 @@ TEST_CASE("Go durations and signal names", "[query]") {
   CHECK(parse_go_duration_ms("0") == 0);
   CHECK(parse_go_duration_ms("10s") == 10000);
   CHECK(parse_go_duration_ms("1h30m") == 5400000);
+  CHECK(parse_go_duration_ms("6666666666666666666h") == -1);  // found by tests/fuzz: overflowed
   CHECK(parse_go_duration_ms("250ms") == 250);
   CHECK(parse_go_duration_ms("5") == -1);
   CHECK(parse_go_duration_ms("") == -1);

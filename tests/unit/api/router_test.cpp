@@ -310,6 +310,8 @@ TEST_CASE("WebSocket routes: exec, attach by path or by id, control", "[router]"
   CHECK(status(route("/v1/sprites/box/exec/x1")) == 404);
   CHECK(status(route("/v1/sprites/box/exec/5/more")) == 404);
   CHECK(status(route("/v1/sprites/box/nothing")) == 404);
+  CHECK(status(route("/v1/sprites/box")) == 404);  // found by tests/fuzz: no segment after the name
+  CHECK(status(route("/v1/sprites/box/")) == 404);
   // A session without a live object (an HTTP exec) cannot be attached to.
   std::uint64_t id = sessions.next_id();
   sessions.add({id, "box", "sleep 5", "/home/sprite", 1767609000, 0, 0, false, 999999, false, -1});
