@@ -21,17 +21,24 @@ std::optional<SpriteRecord> Registry::get(const std::string& name) const {
 bool Registry::add(SpriteRecord rec) {
   std::lock_guard lk(mu_);
   std::string name = rec.name;
-  return sprites_.emplace(std::move(name), std::move(rec)).second;
+  bool added = sprites_.emplace(std::move(name), std::move(rec)).second;
+  generation_ += added;
+  return added;
 }
 
 bool Registry::remove(const std::string& name) {
   std::lock_guard lk(mu_);
-  return sprites_.erase(name) > 0;
+  bool removed = sprites_.erase(name) > 0;
+  generation_ += removed;
+  return removed;
 }
 
 void Registry::set_status(const std::string& name, const std::string& status) {
   std::lock_guard lk(mu_);
-  if (auto it = sprites_.find(name); it != sprites_.end()) it->second.status = status;
+  if (auto it = sprites_.find(name); it != sprites_.end() && it->second.status != status) {
+    it->second.status = status;
+    ++generation_;
+  }
 }
 
 bool Registry::replace(const SpriteRecord& rec) {
@@ -39,12 +46,18 @@ bool Registry::replace(const SpriteRecord& rec) {
   auto it = sprites_.find(rec.name);
   if (it == sprites_.end()) return false;
   it->second = rec;
+  ++generation_;
   return true;
 }
 
 std::size_t Registry::size() const {
   std::lock_guard lk(mu_);
   return sprites_.size();
+}
+
+std::uint64_t Registry::generation() const {
+  std::lock_guard lk(mu_);
+  return generation_;
 }
 
 }  // namespace bp::agent

@@ -36,9 +36,13 @@ class Registry {
   // Replaces the record of an existing sprite; false when there is none.
   bool replace(const SpriteRecord& rec);
   std::size_t size() const;
+  // Grows with every change (add, remove, status, replace): a watcher compares it to
+  // learn that something changed without copying the list.
+  std::uint64_t generation() const;
 
  private:
   mutable std::mutex mu_;
+  std::uint64_t generation_ = 0;
   std::map<std::string, SpriteRecord> sprites_;
 };
 

@@ -12,7 +12,7 @@ namespace asio = boost::asio;
 namespace http = boost::beast::http;
 constexpr auto tuple_awaitable = asio::as_tuple(asio::use_awaitable);
 
-asio::awaitable<bool> write_stream_head(boost::beast::tcp_stream& stream, const std::string& content_type,
+asio::awaitable<bool> write_stream_head(boost::beast::tcp_stream& stream, const char* content_type,
                                         const std::string& version) {
   http::response<http::empty_body> res{http::status::ok, 11};
   res.set(http::field::server, "ballpoint");

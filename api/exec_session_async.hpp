@@ -48,4 +48,14 @@ boost::asio::awaitable<bool> run_http_exec(boost::beast::tcp_stream& stream, std
 boost::asio::awaitable<bool> run_kill(boost::beast::tcp_stream& stream, KillRequest k, SessionTable& sessions,
                                       std::string version);
 
+struct WatchRequest {
+  std::string org, version, prefix;
+  int max_sprites = 0;
+};
+
+// GET /v1/sprites as an NDJSON watch (API.md 3.3), authorized by the router; runs
+// until the client leaves or the server stops. w must outlive the call.
+boost::asio::awaitable<bool> run_watch(boost::beast::tcp_stream& stream, const agent::Registry& registry,
+                                       const WatchRequest& w);
+
 }  // namespace bp::api

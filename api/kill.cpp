@@ -44,7 +44,11 @@ awaitable<std::optional<int>> wait_exit(SessionTable& sessions, const KillReques
 
 awaitable<bool> run_kill(boost::beast::tcp_stream& stream, KillRequest k, SessionTable& sessions,
                          std::string version) {
-  if (!co_await write_stream_head(stream, "application/x-ndjson", version)) co_return false;
+  // No co_await inside a condition: GCC 12 miscompiled `if (!co_await ...)` (crash seen
+  // in api/watch.cpp), so each result is named first.
+  bool sent = false;
+  sent = co_await write_stream_head(stream, "application/x-ndjson", version);
+  if (!sent) co_return false;
   const char* abbrev = sigabbrev_np(k.signal);
   std::string sig = abbrev ? std::string("SIG") + abbrev : std::to_string(k.signal);
   pid_t pid = -1;
@@ -52,32 +56,39 @@ awaitable<bool> run_kill(boost::beast::tcp_stream& stream, KillRequest k, Sessio
   std::string out;
   if (!sessions.signal(k.sprite, k.id, k.signal)) {
     out = line({{"type", "error"}, {"message", "the session exited before the signal"}});
-    if (!co_await write_chunk(stream, out)) co_return false;
+    sent = co_await write_chunk(stream, out);
+    if (!sent) co_return false;
   } else {
     out = line({{"type", "signal"}, {"signal", sig}, {"pid", pid},
                 {"message", "sent " + sig + " to session " + std::to_string(k.id)}});
-    if (!co_await write_chunk(stream, out)) co_return false;
+    sent = co_await write_chunk(stream, out);
+    if (!sent) co_return false;
     if (k.timeout_ms > 0) {
       auto code = co_await wait_exit(sessions, k, k.timeout_ms);
       if (!code) {
         out = line({{"type", "timeout"},
                     {"message", "session did not exit within " + std::to_string(k.timeout_ms) + " ms"}});
-        if (!co_await write_chunk(stream, out)) co_return false;
+        sent = co_await write_chunk(stream, out);
+        if (!sent) co_return false;
         if (sessions.signal(k.sprite, k.id, SIGKILL)) {
           out = line({{"type", "killed"}, {"signal", "SIGKILL"}, {"pid", pid}});
-          if (!co_await write_chunk(stream, out)) co_return false;
+          sent = co_await write_chunk(stream, out);
+          if (!sent) co_return false;
         }
         code = co_await wait_exit(sessions, k, kAfterKillMs);
       }
       if (code) {
         out = line({{"type", "exited"}, {"exit_code", *code}, {"message", "session exited"}});
-        if (!co_await write_chunk(stream, out)) co_return false;
+        sent = co_await write_chunk(stream, out);
+        if (!sent) co_return false;
       }
     }
   }
   out = line({{"type", "complete"}});
-  if (!co_await write_chunk(stream, out)) co_return false;
-  co_return co_await write_last_chunk(stream);
+  sent = co_await write_chunk(stream, out);
+  if (!sent) co_return false;
+  sent = co_await write_last_chunk(stream);
+  co_return sent;
 }
 
 }  // namespace bp::api

@@ -14,6 +14,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <cstdlib>
 #include <chrono>
 #include <ctime>
 #include <nlohmann/json.hpp>
@@ -106,7 +107,31 @@ Routed Router::route(const Request& req) const {
     if (s.size() == 2) return sprites_collection(req);
     return sprite_item(req, s);
   }
+  // API.md 3.11: the local organization, with real counts.
+  if (s.size() == 2 && s[0] == "v1" && s[1] == "organization") {
+    if (req.method != "GET" && req.method != "HEAD") return {method_not_allowed("GET, HEAD")};
+    Response r;
+    r.body = organization_json(cfg_.org, registry_.list(), cfg_.max_sprites);
+    return {r};
+  }
+  // API.md 3.10: tokens are minted with the runtime (its token file), not from Fly macaroons.
+  if (s.size() == 4 && s[0] == "v1" && s[1] == "organizations" && s[3] == "tokens") {
+    if (req.method != "POST") return {method_not_allowed("POST")};
+    return {json_error(501, "not_supported",
+                       "this ballpoint runtime has one API token, in its state directory; it mints no others")};
+  }
   return {json_error(404, "not_found", "no such endpoint")};
+}
+
+bool Router::is_watch(const Request& req) {
+  auto s = split_path(req.target);
+  return req.method == "GET" && s && s->size() == 2 && (*s)[0] == "v1" && (*s)[1] == "sprites" &&
+         req.accept.find("application/x-ndjson") != std::string::npos;
+}
+
+std::optional<Response> Router::refuse_watch(const Request& req) const {
+  if (!authorized(req.authorization, cfg_.token)) return json_error(401, "unauthorized", "missing or invalid token");
+  return std::nullopt;
 }
 
 namespace {
@@ -128,8 +153,31 @@ Response control_error(const Error& e) {
 
 Routed Router::sprites_collection(const Request& req) const {
   if (req.method == "GET" || req.method == "HEAD") {
+    // API.md 3.3: prefix, max_results (1-50, clamped), an opaque continuation token
+    // (the last name of the previous page: names are listed in order).
+    auto q = parse_query(req.target).value_or(Query{});
+    std::string prefix = query_get(q, "prefix").value_or("");
+    std::string after = query_get(q, "continuation_token").value_or("");
+    long max = 50;
+    if (auto m = query_get(q, "max_results")) {
+      char* end = nullptr;
+      long n = std::strtol(m->c_str(), &end, 10);
+      if (m->empty() || *end) return {json_error(400, "bad_request", "max_results must be a number")};
+      max = std::clamp(n, 1L, 50L);
+    }
+    auto all = registry_.list();
+    std::vector<agent::SpriteRecord> page;
+    std::optional<std::string> next;
+    for (const auto& rec : all) {
+      if (!rec.name.starts_with(prefix) || (!after.empty() && rec.name <= after)) continue;
+      if (static_cast<long>(page.size()) == max) {
+        next = page.back().name;
+        break;
+      }
+      page.push_back(rec);
+    }
     Response r;
-    r.body = sprite_list_json(registry_.list(), cfg_.org, cfg_.base_url);
+    r.body = sprite_list_json(page, cfg_.org, cfg_.base_url, org_counts(all, cfg_.max_sprites), next);
     return {r};
   }
   if (req.method == "POST") {

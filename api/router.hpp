@@ -27,6 +27,7 @@ struct RouterConfig {
   std::string org = "local";
   std::string version;   // Sprite-Version
   std::string base_url;  // this server's URL, reported as a sprite's url
+  int max_sprites = 0;   // the running limit reported with the list and organization
 };
 
 // What routing decided: a response now, or blocking work (creating or destroying a
@@ -73,6 +74,11 @@ class Router {
   // answer, so the server runs it; route() does not.
   std::variant<Response, KillRequest> kill_request(const Request& req) const;
   static bool is_kill(const Request& req);
+  // GET /v1/sprites with Accept: application/x-ndjson: the watch stream (API.md 3.3),
+  // which the server runs. refuse_watch() gives its 401, or nullopt to go ahead.
+  static bool is_watch(const Request& req);
+  std::optional<Response> refuse_watch(const Request& req) const;
+  const agent::Registry& registry() const { return registry_; }
   // route(), running blocking work inline (tests and tools).
   Response handle(const Request& req) const;
   const RouterConfig& config() const { return cfg_; }

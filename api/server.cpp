@@ -279,6 +279,17 @@ awaitable<void> Server::Impl::session(tcp::socket sock) {
       else co_await run_control(ws, out, target.sprite, *sessions_, *exec_, blocking_);
       co_return;
     }
+    if (Router::is_watch(req)) {
+      if (auto refused = router_.refuse_watch(req)) {
+        co_await reply_and_close(*refused);
+        break;
+      }
+      auto q = parse_query(req.target).value_or(Query{});
+      const auto& rc = router_.config();
+      WatchRequest w{rc.org, rc.version, query_get(q, "prefix").value_or(""), rc.max_sprites};
+      co_await run_watch(stream, router_.registry(), w);
+      break;
+    }
     if (Router::is_kill(req) && sessions_) {
       auto routed = router_.kill_request(req);
       if (auto* err = std::get_if<Response>(&routed)) {

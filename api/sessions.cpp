@@ -9,6 +9,8 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "api/sprite_json.hpp"
+
 namespace bp::api {
 
 namespace {
@@ -118,16 +120,6 @@ bool SessionTable::signal(const std::string& sprite, std::uint64_t id, int sig) 
   return true;
 }
 
-namespace {
-std::string rfc3339(std::int64_t t) {
-  std::time_t tt = static_cast<std::time_t>(t);
-  std::tm tm{};
-  ::gmtime_r(&tt, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
-}
-}  // namespace
 
 std::string sessions_json(const std::vector<SessionInfo>& list, std::int64_t now) {
   nlohmann::json arr = nlohmann::json::array();

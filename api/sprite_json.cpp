@@ -1,6 +1,7 @@
-// api/sprite_json.cpp — JSON shapes for sprites.
+// api/sprite_json.cpp — JSON shapes for sprites and the organization.
 #include "api/sprite_json.hpp"
 
+#include <ctime>
 #include <nlohmann/json.hpp>
 
 namespace bp::api {
@@ -24,28 +25,83 @@ json sprite_object(const agent::SpriteRecord& rec, std::string_view org, std::st
               {"updated_at", rec.updated_at}};
 }
 
-}  // namespace
-
-std::string sprite_json(const agent::SpriteRecord& rec, std::string_view org, std::string_view url) {
-  return sprite_object(rec, org, url).dump(-1, ' ', false, json::error_handler_t::replace);
+json org_object(std::string_view org, const OrgCounts& c) {
+  return json{{"name", org},          {"running", c.running},
+              {"warm", c.warm},       {"cold", c.cold},
+              {"running_limit", c.running_limit}, {"warm_limit", c.warm_limit}};
 }
 
-std::string sprite_list_json(const std::vector<agent::SpriteRecord>& recs, std::string_view org,
-                             std::string_view url) {
-  json list = json::array();
-  int running = 0, warm = 0, cold = 0;
-  for (const auto& r : recs) {
-    list.push_back(sprite_object(r, org, url));
-    if (r.status == "running") ++running;
-    else if (r.status == "warm") ++warm;
-    else ++cold;
+std::string dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
+
+}  // namespace
+
+std::string rfc3339(std::int64_t t) {
+  std::time_t tt = static_cast<std::time_t>(t);
+  std::tm tm{};
+  ::gmtime_r(&tt, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
+OrgCounts org_counts(const std::vector<agent::SpriteRecord>& all, int max_sprites) {
+  OrgCounts c;
+  for (const auto& r : all) {
+    if (r.status == "running") ++c.running;
+    else if (r.status == "warm") ++c.warm;
+    else ++c.cold;
   }
+  // Every hosted sprite may run; none is ever suspended warm here (no such state yet).
+  c.running_limit = max_sprites;
+  c.warm_limit = 0;
+  return c;
+}
+
+std::string sprite_json(const agent::SpriteRecord& rec, std::string_view org, std::string_view url) {
+  return dump(sprite_object(rec, org, url));
+}
+
+std::string sprite_list_json(const std::vector<agent::SpriteRecord>& page, std::string_view org, std::string_view url,
+                             const OrgCounts& counts, const std::optional<std::string>& next_token) {
+  json list = json::array();
+  for (const auto& r : page) list.push_back(sprite_object(r, org, url));
+  json body{{"sprites", std::move(list)},
+            {"has_more", next_token.has_value()},
+            {"next_continuation_token", next_token ? json(*next_token) : json(nullptr)}};
   // JS 0.1.0 reads the counters at the top level, Go reads the "org" object: send both.
-  json counts{{"name", org}, {"running", running}, {"warm", warm}, {"cold", cold}};
-  json body{{"sprites", std::move(list)}, {"has_more", false}, {"next_continuation_token", nullptr}};
-  for (auto& [k, v] : counts.items()) body[k] = v;
-  body["org"] = std::move(counts);
-  return body.dump(-1, ' ', false, json::error_handler_t::replace);
+  json o = org_object(org, counts);
+  for (auto& [k, v] : o.items()) body[k] = v;
+  body["org"] = std::move(o);
+  return dump(body);
+}
+
+std::string sprite_event_json(const agent::SpriteRecord& rec, std::string_view org, const OrgCounts& counts,
+                              std::string_view version, std::int64_t now) {
+  json j{{"name", rec.name},
+         {"status", rec.status},
+         {"running_version", version},
+         {"last_running_at", nullptr},
+         {"last_warming_at", nullptr},
+         {"timestamp", rfc3339(now)},
+         {"org", org_object(org, counts)}};
+  if (rec.status == "running") j["last_running_at"] = rfc3339(now);
+  return dump(j);
+}
+
+std::string heartbeat_json(std::string_view org, const OrgCounts& counts, std::int64_t now) {
+  return dump(json{{"type", "heartbeat"}, {"timestamp", rfc3339(now)}, {"org", org_object(org, counts)}});
+}
+
+std::string organization_json(std::string_view org, const std::vector<agent::SpriteRecord>& all, int max_sprites) {
+  json active = json::array();
+  for (const auto& r : all)
+    if (r.status == "running") active.push_back(r.name);
+  return dump(json{{"organization",
+                    {{"slug", org},
+                     {"sprites_enabled", true},
+                     {"active_sprites", std::move(active)},
+                     {"max_sprites", max_sprites},
+                     {"active_sprite_limit", max_sprites}}}});
 }
 
 }  // namespace bp::api

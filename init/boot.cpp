@@ -286,7 +286,7 @@ Status Pid1::step_network() {
 }
 
 Status Pid1::step_api() {
-  api::RouterConfig rc{token_, cfg_.org, kVersion, ""};
+  api::RouterConfig rc{token_, cfg_.org, kVersion, "", vm_ ? 1 : static_cast<int>(cfg_.max_sprites)};
   router_ = std::make_unique<api::Router>(rc, registry_, sprites_.get(), &sessions_);
   api::ServerConfig sc;
   sc.host = cfg_.api.listen.host;

@@ -348,3 +348,41 @@ TEST_CASE("PUT updates labels and url_settings, and refuses bad bodies", "[route
   ghost.body = R"({"labels":[]})";
   CHECK(r.handle(ghost).status == 404);
 }
+
+TEST_CASE("the sprite list pages in name order; the organization counts everything", "[router]") {
+  bp::agent::Registry reg;
+  FakeControl ctl(reg);
+  Router r({kToken, "local", "0.1.0", "", 10}, reg, &ctl);
+  for (const char* n : {"b2", "a1", "b1", "c1"}) {
+    auto post = req("POST", "/v1/sprites");
+    post.body = std::string(R"({"name":")") + n + "\"}";
+    REQUIRE(r.handle(post).status == 201);
+  }
+  auto page = json::parse(r.handle(req("GET", "/v1/sprites?max_results=2")).body);
+  CHECK(page["sprites"].size() == 2);
+  CHECK(page["sprites"][0]["name"] == "a1");
+  CHECK(page["has_more"] == true);
+  auto token = page["next_continuation_token"].get<std::string>();
+  auto next = json::parse(r.handle(req("GET", "/v1/sprites?max_results=2&continuation_token=" + token)).body);
+  CHECK(next["sprites"][0]["name"] == "b2");
+  CHECK(next["sprites"][1]["name"] == "c1");
+  CHECK(next["has_more"] == false);
+  CHECK(next["next_continuation_token"].is_null());
+  auto pre = json::parse(r.handle(req("GET", "/v1/sprites?prefix=b&max_results=0")).body);  // clamped to 1
+  CHECK(pre["sprites"].size() == 1);
+  CHECK(pre["running"] == 4);  // counters over the whole organization
+  CHECK(pre["running_limit"] == 10);
+  CHECK(r.handle(req("GET", "/v1/sprites?max_results=lots")).status == 400);
+  auto org = json::parse(r.handle(req("GET", "/v1/organization")).body);
+  CHECK(org["organization"]["active_sprites"].size() == 4);
+  CHECK(org["organization"]["max_sprites"] == 10);
+  CHECK(r.handle(req("POST", "/v1/organizations/local/tokens")).status == 501);
+  CHECK(r.handle(req("GET", "/v1/organizations/local/tokens")).status == 405);
+  auto watch = req("GET", "/v1/sprites?prefix=a");
+  watch.accept = "application/x-ndjson";
+  CHECK(Router::is_watch(watch));
+  CHECK(!r.refuse_watch(watch));
+  watch.authorization = "Bearer wrong";
+  CHECK(r.refuse_watch(watch)->status == 401);
+  CHECK(!Router::is_watch(req("GET", "/v1/sprites")));
+}
