@@ -2,11 +2,16 @@
 #include "api/server.hpp"
 
 #include <fcntl.h>
+#include <sys/socket.h>
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/local/stream_protocol.hpp>
+#include <boost/asio/ssl.hpp>
+#include <boost/asio/write.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
@@ -44,6 +49,7 @@ struct Server::Impl {
 
   awaitable<void> accept_loop();
   awaitable<void> session(tcp::socket sock);
+  awaitable<void> tls_relay(tcp::socket sock);
   http::response<http::string_body> to_beast(const Response& r, unsigned version, bool keep_alive,
                                              bool head) const;
 
@@ -54,6 +60,7 @@ struct Server::Impl {
   const ExecDeps* exec_;
   SessionTable* sessions_;
   tcp::acceptor acceptor_;
+  std::optional<asio::ssl::context> tls_;  // set: every accepted connection is TLS
   // Every open connection, so stop() can end them: a WebSocket with a 1001 close frame
   // through its writer (API.md 1.7), anything else (and, after kGoingAway, everything
   // left) by closing its socket.
@@ -74,6 +81,16 @@ Server::Server(asio::io_context& io, ServerConfig cfg, const Router& router, asi
 Server::~Server() = default;
 
 Status Server::start() {
+  if (!impl_->cfg_.tls_cert.empty()) {
+    auto& ctx = impl_->tls_.emplace(asio::ssl::context::tls_server);
+    boost::system::error_code ec;
+    ctx.set_options(asio::ssl::context::default_workarounds | asio::ssl::context::no_sslv2 |
+                    asio::ssl::context::no_sslv3 | asio::ssl::context::no_tlsv1 | asio::ssl::context::no_tlsv1_1);
+    if (ctx.use_certificate_chain_file(impl_->cfg_.tls_cert, ec); ec)
+      return make_error("api: TLS certificate " + impl_->cfg_.tls_cert + ": " + ec.message(), EINVAL);
+    if (ctx.use_private_key_file(impl_->cfg_.tls_key, asio::ssl::context::pem, ec); ec)
+      return make_error("api: TLS key " + impl_->cfg_.tls_key + ": " + ec.message(), EINVAL);
+  }
   auto& a = impl_->acceptor_;
   boost::system::error_code ec;
   auto addr = asio::ip::make_address(impl_->cfg_.host, ec);
@@ -118,6 +135,8 @@ std::uint16_t Server::port() const {
 
 std::size_t Server::connections() const { return impl_->live_.size(); }
 
+bool Server::tls() const { return impl_->tls_.has_value(); }
+
 namespace {
 // /v1/sprites/{name}/exec, with or without a query.
 bool is_exec_path(const std::string& target) {
@@ -142,9 +161,70 @@ awaitable<void> Server::Impl::accept_loop() {
     // HTTP exec's paced frames stay separate reads for the client (API.md 2.5).
     boost::system::error_code nd;
     sock.set_option(tcp::no_delay(true), nd);
-    asio::co_spawn(io_, [this, sock = std::move(sock)]() mutable { return session(std::move(sock)); },
-                   log_exit("api.session"));
+    if (tls_) {
+      asio::co_spawn(io_, [this, sock = std::move(sock)]() mutable { return tls_relay(std::move(sock)); },
+                     log_exit("api.tls"));
+    } else {
+      asio::co_spawn(io_, [this, sock = std::move(sock)]() mutable { return session(std::move(sock)); },
+                     log_exit("api.session"));
+    }
   }
+}
+
+namespace {
+
+// Bytes from one side to the other until EOF or an error; then `done` runs (to end
+// the other direction).
+template <class From, class To>
+awaitable<void> pipe_bytes(From& from, To& to) {
+  std::array<char, 16384> buf;
+  for (;;) {
+    auto [rec, n] = co_await from.async_read_some(asio::buffer(buf), tuple_awaitable);
+    if (rec) co_return;
+    auto [wec, wn] = co_await asio::async_write(to, asio::buffer(buf.data(), n), tuple_awaitable);
+    if (wec) co_return;
+  }
+}
+
+}  // namespace
+
+// TLS in front of the plain server: the handshake, then the decrypted bytes go through
+// a socket pair to session(), which cannot tell the difference. One copy per byte buys
+// one implementation of HTTP, WebSocket, limits and shutdown for both.
+awaitable<void> Server::Impl::tls_relay(tcp::socket sock) {
+  using namespace asio::experimental::awaitable_operators;
+  asio::ssl::stream<tcp::socket> tls(std::move(sock), *tls_);
+  asio::steady_timer deadline(io_, std::chrono::seconds(10));
+  auto hs = co_await (tls.async_handshake(asio::ssl::stream_base::server, tuple_awaitable) ||
+                      deadline.async_wait(tuple_awaitable));
+  if (hs.index() != 0 || std::get<0>(std::get<0>(hs))) co_return;  // slow or failed: dropped
+  int sv[2];
+  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
+    log_.warn("socketpair failed", {{"errno", errno}});
+    co_return;
+  }
+  boost::system::error_code ec;
+  tcp::socket inner(io_);
+  inner.assign(tcp::v4(), sv[0], ec);  // a stream socket is a stream socket to Beast
+  asio::local::stream_protocol::socket outer(io_);
+  outer.assign(asio::local::stream_protocol(), sv[1], ec);
+  asio::co_spawn(io_, [this, inner = std::move(inner)]() mutable { return session(std::move(inner)); },
+                 log_exit("api.session"));
+  // Client to server; its end (or a reset) ends the server side's input.
+  auto upstream = [&]() -> awaitable<void> {
+    co_await pipe_bytes(tls, outer);
+    boost::system::error_code e;
+    outer.shutdown(asio::socket_base::shutdown_send, e);
+  };
+  // Server to client; when the server is done, TLS says goodbye and the socket closes.
+  auto downstream = [&]() -> awaitable<void> {
+    co_await pipe_bytes(outer, tls);
+    deadline.expires_after(std::chrono::seconds(2));
+    co_await (tls.async_shutdown(tuple_awaitable) || deadline.async_wait(tuple_awaitable));
+    boost::system::error_code e;
+    tls.lowest_layer().close(e);
+  };
+  co_await (upstream() && downstream());
 }
 
 http::response<http::string_body> Server::Impl::to_beast(const Response& r, unsigned version,

@@ -25,6 +25,8 @@ struct ServerConfig {
   std::uint32_t header_limit = 16 * 1024;
   std::uint64_t body_limit = 1024 * 1024;
   std::uint32_t idle_timeout_ms = 60000;
+  // Both set: every connection is TLS (PEM files, read at start()).
+  std::string tls_cert, tls_key;
 };
 
 class Server {
@@ -44,6 +46,7 @@ class Server {
   void stop();
   // The bound port (after start).
   std::uint16_t port() const;
+  bool tls() const;
   std::size_t connections() const;
 
  private:

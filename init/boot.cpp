@@ -291,6 +291,8 @@ Status Pid1::step_api() {
   api::ServerConfig sc;
   sc.host = cfg_.api.listen.host;
   sc.port = cfg_.api.listen.port;
+  sc.tls_cert = cfg_.api.tls_cert;
+  sc.tls_key = cfg_.api.tls_key;
   // Connections must run out before descriptors do: PID 1 needs fds for everything else.
   sc.max_connections = std::min<std::uint64_t>(sc.max_connections, nofile_ / 2);
   if (sprites_) {
@@ -405,7 +407,8 @@ std::string Pid1::url() const {
   if (host == "0.0.0.0") host = "127.0.0.1";
   if (host == "::") host = "::1";
   if (host.find(':') != std::string::npos) host = "[" + host + "]";
-  return "http://" + host + ":" + std::to_string(server_ ? server_->port() : cfg_.api.listen.port);
+  std::string scheme = cfg_.api.tls_cert.empty() ? "http://" : "https://";
+  return scheme + host + ":" + std::to_string(server_ ? server_->port() : cfg_.api.listen.port);
 }
 
 asio::awaitable<void> Pid1::boot() {

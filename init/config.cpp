@@ -156,6 +156,16 @@ const std::map<std::string, Binder>& binders() {
          c.api.token_file = s;
          return {};
        })},
+      {"api.tls_cert",
+       string_key([](Config& c, std::string s) -> Status {
+         c.api.tls_cert = s;
+         return {};
+       })},
+      {"api.tls_key",
+       string_key([](Config& c, std::string s) -> Status {
+         c.api.tls_key = s;
+         return {};
+       })},
       {"modules",
        [](Config& c, const json& v) -> Status {
          auto l = as_list(v);
@@ -285,6 +295,8 @@ Result<Config> parse_config(std::string_view json_text, const Overrides& overrid
     if (it == b.end()) return make_error("config: " + key + ": unknown key");
     if (auto s = it->second(cfg, value); !s) return std::move(s.error()).wrap("config: " + key);
   }
+  if (cfg.api.tls_cert.empty() != cfg.api.tls_key.empty())
+    return make_error("config: api.tls_cert and api.tls_key go together: set both, or neither", EINVAL);
   return cfg;
 }
 

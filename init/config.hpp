@@ -25,6 +25,8 @@ struct Config {
     ListenAddr listen{"0.0.0.0", 7777};
     std::string token;       // VM mode: the API token (or token_file)
     std::string token_file;  // read at boot; wins over token when set
+    std::string tls_cert;    // PEM certificate chain; with tls_key the API speaks TLS only
+    std::string tls_key;     // PEM private key
   } api;
   std::vector<std::string> modules;  // kernel modules to load at boot (VM mode)
   struct Net {

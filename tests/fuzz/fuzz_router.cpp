@@ -57,7 +57,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   bp::agent::Registry reg;
   Control ctl(reg);
   bp::api::SessionTable sessions;
-  ctl.create("box");
+  (void)ctl.create("box");
   sessions.add({sessions.next_id(), "box", "sleep 5", "/", 1767609000, 0, 0, false, 1, false, -1});
   bp::api::Router router({kToken, "local", "0.1.0", "http://127.0.0.1:1"}, reg, &ctl, &sessions);
 

@@ -139,6 +139,20 @@ class HostLifecycle(unittest.TestCase):
         self.assertEqual(p.wait(timeout=15), 1)
         self.assertIn("readable by others", rt.console())
 
+    def test_unreadable_tls_files_stop_the_boot_with_the_reason(self):
+        rt = Runtime(extra=["--set", "api.tls_cert=/nonexistent/cert.pem", "--set", "api.tls_key=/nonexistent/key.pem"])
+        try:
+            self.assertEqual(rt.proc.wait(timeout=15), 1)
+            self.assertIn("TLS certificate /nonexistent/cert.pem", rt.console())
+        finally:
+            rt.kill()
+        rt = Runtime(extra=["--set", "api.tls_cert=/x.pem"])  # a certificate without its key
+        try:
+            self.assertEqual(rt.proc.wait(timeout=15), 1)
+            self.assertIn("api.tls_cert and api.tls_key go together", rt.console())
+        finally:
+            rt.kill()
+
 
 if __name__ == "__main__":
     harness.main()
