@@ -7,6 +7,7 @@
 #include <termios.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
@@ -17,6 +18,7 @@
 
 #include "api/client_input.hpp"
 #include "api/live_session.hpp"
+#include "api/ports.hpp"
 #include "common/log.hpp"
 #include "common/log_exit.hpp"
 #include "common/offload.hpp"
@@ -45,6 +47,10 @@ asio::posix::stream_descriptor nonblocking(asio::any_io_executor ex, int fd) {
 }
 
 std::string exit_json(int code) { return nlohmann::json{{"type", "exit"}, {"exit_code", code}}.dump(); }
+std::string port_json(const char* type, const OpenPort& p) {
+  return nlohmann::json{{"type", type}, {"port", p.port}, {"address", p.address}, {"pid", p.pid}}.dump();
+}
+
 std::string exit_frame(int code) { return std::string{'\x03', static_cast<char>(code & 0xff)}; }
 
 std::string join(const std::vector<std::string>& v) {
@@ -155,6 +161,7 @@ awaitable<std::shared_ptr<ExecSession>> ExecSession::start(ExecParams p, std::st
     s->stdin_q_.close();
   }
   log.info("exec started", {{"sprite", sprite}, {"session", s->id_}, {"pid", proc->pid}, {"tty", p.tty}});
+  asio::co_spawn(ex, [s] { return s->watch_ports(); }, log_exit("api.exec"));
   asio::co_spawn(
       ex, [s, out = std::move(out), err = std::move(err)]() mutable { return s->run(std::move(out), std::move(err)); },
       log_exit("api.exec"));
@@ -201,6 +208,31 @@ awaitable<void> ExecSession::linger(std::uint64_t gen, std::int64_t ms) {
   t.expires_after(5s);
   co_await (t.async_wait(tuple_awaitable) || wait_exit());
   if (!exited_) signal_group(SIGKILL);
+}
+
+// port_opened / port_closed (API.md 2.1.6) for the TCP ports the session's processes
+// listen on, checked every kPortScan while someone is attached to hear about it.
+awaitable<void> ExecSession::watch_ports() {
+  constexpr auto kPortScan = 1s;
+  asio::steady_timer t(ex_);
+  std::vector<OpenPort> known;
+  while (!exited_) {
+    t.expires_after(kPortScan);
+    co_await (t.async_wait(tuple_awaitable) || wait_exit());
+    if (exited_ || clients_.empty()) continue;
+    const auto& by_session = processes_by_session();
+    auto members = by_session.find(pid_);  // the process leads its own session
+    std::vector<OpenPort> now;
+    if (members != by_session.end()) now = listening_ports(members->second);
+    std::vector<std::string> events;
+    for (const auto& p : now)
+      if (!std::binary_search(known.begin(), known.end(), p)) events.push_back(port_json("port_opened", p));
+    for (const auto& p : known)
+      if (!std::binary_search(now.begin(), now.end(), p)) events.push_back(port_json("port_closed", p));
+    known = std::move(now);
+    for (const auto& c : clients_)
+      for (const auto& e : events) c->out->put(Frame{Frame::text, e});
+  }
 }
 
 void ExecSession::signal_group(int sig) {

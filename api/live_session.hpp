@@ -73,6 +73,7 @@ class ExecSession : public std::enable_shared_from_this<ExecSession> {
   boost::asio::awaitable<void> wait_exit();
   boost::asio::awaitable<void> exit_then_grace();
   boost::asio::awaitable<void> linger(std::uint64_t gen, std::int64_t ms);
+  boost::asio::awaitable<void> watch_ports();
   void record(const std::string& frame);
   void finish(Attachment& a);
   void end();

@@ -55,6 +55,20 @@ class ExecAbuse(unittest.TestCase):
         self.assertEqual(frames[-1], b"\x03\x00")
         self.assertEqual(ws.close_code, 1000)
 
+    def test_port_notifications_in_non_tty_mode(self):
+        # Text frames beside the binary streams (API.md 2.1.6); the JS SDK shows them only
+        # with a TTY, so this checks the non-TTY framing directly.
+        with harness.exec_socket(self.rt, "ab", "cmd=sh&cmd=-c&cmd=nc%20-l%20-p%204000%20%26%20sleep%202%3B%20kill%20%24!%3B%20sleep%202") as ws:
+            texts = []
+            while True:
+                kind, data = ws.recv()
+                if kind == "close":
+                    break
+                if kind == "text":
+                    texts.append(json.loads(data))
+            self.assertEqual([(t["type"], t["port"]) for t in texts], [("port_opened", 4000), ("port_closed", 4000)])
+            self.assertGreater(texts[0]["pid"], 1)
+
     def test_oversized_frame_is_refused_with_1009(self):
         with harness.exec_socket(self.rt, "ab", "cmd=cat&stdin=true&max_run_after_disconnect=1s") as ws:
             sid = ws.session_id

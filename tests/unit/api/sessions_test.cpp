@@ -146,3 +146,35 @@ TEST_CASE("control envelopes: prefixed, bare, or data", "[control]") {
   REQUIRE(bad);
   CHECK(bad->type.empty());
 }
+
+#include "api/ports.hpp"
+
+TEST_CASE("/proc/net/tcp: listening sockets with their address, port and inode", "[ports]") {
+  const char* v4 =
+      "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n"
+      "   0: 00000000:0BB8 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 4242 1 0 100 0 0 10 0\n"
+      "   1: 0100007F:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 4343 1 0 100 0 0 10 0\n"
+      "   2: 0100007F:1F91 0100007F:C350 01 00000000:00000000 00:00000000 00000000     0        0 4444 1 0 20 4 30 10 -1\n"
+      "   3: garbage\n";
+  auto l = parse_proc_net_tcp(v4, false);
+  REQUIRE(l.size() == 2);  // the established one (01) and the garbage are not listeners
+  CHECK(l[0].port == 3000);
+  CHECK(l[0].address == "0.0.0.0");
+  CHECK(l[0].inode == 4242);
+  CHECK(l[1].port == 8080);
+  CHECK(l[1].address == "127.0.0.1");
+  const char* v6 =
+      "  sl  local_address                         remote_address                        st tx_queue rx_queue tr "
+      "tm->when retrnsmt   uid  timeout inode\n"
+      "   0: 00000000000000000000000000000000:0BB8 00000000000000000000000000000000:0000 0A 00000000:00000000 "
+      "00:00000000 00000000     0        0 777 1 0 100 0 0 10 0\n"
+      "   1: 00000000000000000000000001000000:0050 00000000000000000000000000000000:0000 0A 00000000:00000000 "
+      "00:00000000 00000000     0        0 778 1 0 100 0 0 10 0\n";
+  auto l6 = parse_proc_net_tcp(v6, true);
+  REQUIRE(l6.size() == 2);
+  CHECK(l6[0].address == "::");
+  CHECK(l6[1].address == "::1");
+  CHECK(l6[1].port == 80);
+  CHECK(parse_proc_net_tcp("", false).empty());
+  CHECK(parse_proc_net_tcp("header only", false).empty());
+}
