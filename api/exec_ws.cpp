@@ -144,6 +144,11 @@ struct Control {
       reply_error(env.prefixed, env.id, env.op, "op.busy", "an operation is already running on this socket");
       co_return;
     }
+    if (env.op == "exec" && sessions.full()) {
+      reply_error(env.prefixed, env.id, env.op, "too_many_sessions",
+                  "this runtime runs at most " + std::to_string(sessions.limit()) + " exec sessions at once");
+      co_return;
+    }
     if (env.op != "exec") {
       reply_error(env.prefixed, env.id, env.op, "op.not_found", "operation '" + env.op + "' is not available here");
       co_return;

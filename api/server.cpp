@@ -138,6 +138,14 @@ std::size_t Server::connections() const { return impl_->live_.size(); }
 bool Server::tls() const { return impl_->tls_.has_value(); }
 
 namespace {
+Response too_many_sessions(std::size_t limit) {
+  Response r = json_error(429, "too_many_sessions",
+                          "this runtime runs at most " + std::to_string(limit) +
+                              " exec sessions at once; end some (see GET .../exec) and try again");
+  r.headers.emplace_back("Retry-After", "1");
+  return r;
+}
+
 // /v1/sprites/{name}/exec, with or without a query.
 bool is_exec_path(const std::string& target) {
   auto seg = split_path(target);
@@ -324,6 +332,8 @@ awaitable<void> Server::Impl::session(tcp::socket sock) {
       std::optional<Response> refuse;
       if (!exec_ || !sessions_ || !exec_->container(target.sprite)) {
         refuse = json_error(503, "unavailable", "sprite '" + target.sprite + "' is not running");
+      } else if (target.kind == WsRoute::exec && sessions_->full()) {
+        refuse = too_many_sessions(sessions_->limit());
       } else if (target.kind == WsRoute::exec) {
         auto p = parse_exec_params(parse_query(req.target).value_or(Query{}));
         if (p) params = std::move(*p);
@@ -391,6 +401,7 @@ awaitable<void> Server::Impl::session(tcp::socket sock) {
       else if (query_get(q, "tty") || query_get(q, "id") || query_get(q, "detachable") || query_get(q, "cc"))
         err = json_error(400, "bad_request", "HTTP exec runs without a terminal and cannot attach; use the WebSocket");
       else if (!params) err = json_error(400, "bad_request", params.error().what);
+      else if (sessions_ && sessions_->full()) err = too_many_sessions(sessions_->limit());
       else if (!exec_ || !sessions_ || !exec_->container(std::get<WsRoute>(routed).sprite))
         err = json_error(503, "unavailable", "the sprite is not running");
       if (err) {

@@ -48,6 +48,24 @@ void SessionTable::persist_ids(std::string path) {
   reserved_ = 0;  // the next id writes a new bound first
 }
 
+void SessionTable::set_limit(std::size_t limit) {
+  std::lock_guard lk(mu_);
+  limit_ = limit;
+}
+
+std::size_t SessionTable::limit() const {
+  std::lock_guard lk(mu_);
+  return limit_;
+}
+
+bool SessionTable::full() const {
+  std::lock_guard lk(mu_);
+  if (!limit_) return false;
+  std::size_t running = 0;
+  for (const auto& [_, s] : sessions_) running += !s.ended && !s.exited;  // a process still runs
+  return running >= limit_;
+}
+
 void SessionTable::prune(std::int64_t now) {
   std::erase_if(sessions_, [&](const auto& kv) { return kv.second.ended && now - kv.second.ended > kRetainSeconds; });
   std::size_t ended = 0;

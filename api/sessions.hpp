@@ -40,6 +40,11 @@ class SessionTable {
   // file (API.md 2.2): the file records a bound on the ids handed out so far.
   std::uint64_t next_id();
   void persist_ids(std::string path);
+  // At most `limit` sessions run at once (0: no limit); full() says a new one would
+  // exceed it. Each holds descriptors in PID 1 and a process in a sprite.
+  void set_limit(std::size_t limit);
+  bool full() const;
+  std::size_t limit() const;
   void add(SessionInfo s);
   void activity(std::uint64_t id, std::size_t bytes);
   void exited(std::uint64_t id, int code);
@@ -60,6 +65,7 @@ class SessionTable {
   mutable std::mutex mu_;
   void prune(std::int64_t now);
   std::uint64_t next_ = 1;
+  std::size_t limit_ = 0;
   std::uint64_t reserved_ = 0;  // with a file: ids below this are recorded as used
   std::string ids_path_;
   std::map<std::uint64_t, SessionInfo> sessions_;

@@ -295,6 +295,8 @@ Status Pid1::step_api() {
   sc.tls_key = cfg_.api.tls_key;
   // Connections must run out before descriptors do: PID 1 needs fds for everything else.
   sc.max_connections = std::min<std::uint64_t>(sc.max_connections, nofile_ / 2);
+  // A session holds up to five descriptors (pipes or a PTY, its pidfd) besides its socket.
+  sessions_.set_limit(std::min<std::uint64_t>(cfg_.api.max_sessions, nofile_ / 8));
   if (sprites_) {
     exec_deps_.container = [this](const std::string& name) { return sprites_->container(name); };
     exec_deps_.ticket = [this] { return reaper_.ticket(); };

@@ -156,6 +156,13 @@ const std::map<std::string, Binder>& binders() {
          c.api.token_file = s;
          return {};
        })},
+      {"api.max_sessions",
+       [](Config& c, const json& v) -> Status {
+         auto n = as_uint(v, 100000);
+         if (!n || *n == 0) return n ? make_error("must be at least 1", EINVAL) : std::move(n.error());
+         c.api.max_sessions = static_cast<std::uint32_t>(*n);
+         return {};
+       }},
       {"api.tls_cert",
        string_key([](Config& c, std::string s) -> Status {
          c.api.tls_cert = s;

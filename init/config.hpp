@@ -27,6 +27,7 @@ struct Config {
     std::string token_file;  // read at boot; wins over token when set
     std::string tls_cert;    // PEM certificate chain; with tls_key the API speaks TLS only
     std::string tls_key;     // PEM private key
+    std::uint32_t max_sessions = 1024;  // exec sessions at once (then 429)
   } api;
   std::vector<std::string> modules;  // kernel modules to load at boot (VM mode)
   struct Net {

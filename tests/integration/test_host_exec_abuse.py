@@ -144,5 +144,52 @@ class ExecAbuse(unittest.TestCase):
         self.assertTrue(harness.wait_until(lambda: all(s["id"] != sid for s in self.sessions()), 15))
 
 
+class SessionLimit(unittest.TestCase):
+    """api.max_sessions: one session too many gets a clear 429, and nothing else changes."""
+
+    @classmethod
+    def setUpClass(cls):
+        harness.require_root(cls)
+        if not BASE:
+            raise unittest.SkipTest("BALLPOINT_BASE_IMAGE not set")
+        cls.rt = Runtime(extra=["--set", f"base_image={BASE}", "--set", "api.max_sessions=3"])
+        cls.rt.wait_ready()
+        status, body, _ = cls.rt.request("POST", "/v1/sprites", body=json.dumps({"name": "lim"}).encode())
+        assert status == 201, body
+
+    @classmethod
+    def tearDownClass(cls):
+        code, _ = cls.rt.stop()
+        cls.rt.kill()
+        assert code == 0, cls.rt.console()
+
+    def test_one_session_too_many(self):
+        socks = [harness.exec_socket(self.rt, "lim", "cmd=sleep&cmd=100") for _ in range(3)]
+        try:
+            self.assertTrue(all(ws.session_id for ws in socks))
+            extra = harness.WebSocket(self.rt, "/v1/sprites/lim/exec?cmd=true")
+            self.assertEqual(extra.status, 429)
+            head = extra.buf.decode(errors="replace") + extra.sock.recv(4096).decode(errors="replace")
+            self.assertIn("too_many_sessions", head)
+            extra.sock.close()
+            status, body, hdrs = self.rt.request("POST", "/v1/sprites/lim/exec?cmd=true")
+            self.assertEqual((status, body["error"]), (429, "too_many_sessions"))
+            self.assertEqual(hdrs["Retry-After"], "1")
+            with harness.WebSocket(self.rt, "/v1/sprites/lim/control") as ctl:
+                ctl.send('control:{"type":"op.start","id":"1","op":"exec","args":{"cmd":["true"]}}')
+                kind, data = ctl.recv()
+                self.assertEqual(json.loads(data[len("control:"):])["args"]["code"], "too_many_sessions")
+            # Listing and killing still work at the limit; a freed slot takes a new session.
+            status, body, _ = self.rt.request("GET", "/v1/sprites/lim/exec")
+            self.assertEqual(body["count"], 3)
+            status, _, _ = self.rt.request("POST", f"/v1/sprites/lim/exec/{socks[0].session_id}/kill?signal=KILL")
+            self.assertEqual(status, 200)
+            with harness.exec_socket(self.rt, "lim", "cmd=echo&cmd=room") as ws:
+                self.assertTrue(ws.session_id)
+        finally:
+            for ws in socks:
+                ws.sock.close()
+
+
 if __name__ == "__main__":
     harness.main()

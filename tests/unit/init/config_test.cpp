@@ -80,6 +80,9 @@ TEST_CASE("bad config gives an error naming the key", "[config]") {
       {"", {{"limits.cpu_max", "fast"}}, "config: limits.cpu_max: "},
       {"", {{"base_image", "relative/dir"}}, "config: base_image: "},
       {"", {{"org", "Not A Slug"}}, "config: org: "},
+      {"", {{"api.max_sessions", "0"}}, "config: api.max_sessions: "},
+      {"", {{"api.tls_cert", "/c.pem"}}, "config: api.tls_cert and api.tls_key go together"},
+      {"", {{"api.tls_key", "/k.pem"}}, "config: api.tls_cert and api.tls_key go together"},
   };
   for (const auto& c : cases) {
     INFO(c.json << " / " << (c.ov.empty() ? "" : c.ov[0].first + "=" + c.ov[0].second));
