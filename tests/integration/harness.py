@@ -199,6 +199,10 @@ class WebSocket:
             head += chunk
         head, self.buf = head.split(b"\r\n\r\n", 1)
         self.status = int(head.split(b" ", 2)[1])
+        self.headers = {}
+        for line in head.split(b"\r\n")[1:]:
+            k, _, v = line.decode(errors="replace").partition(":")
+            self.headers[k.strip().lower()] = v.strip()
         self.close_code = None
         self.session_id = None
         if self.status == 101 and session_info:
@@ -241,7 +245,7 @@ class WebSocket:
         self.sock.sendall(head + mask + masked)
 
     def recv(self):
-        """("text"|"binary", payload) or ("close", code); answers pings."""
+        """("text"|"binary"|"pong", payload) or ("close", code); answers pings."""
         while True:
             b0, b1 = self._read(2)
             n = b1 & 0x7F
@@ -254,6 +258,8 @@ class WebSocket:
             if op == 9:
                 self.send(data, opcode=10)
                 continue
+            if op == 10:
+                return "pong", data
             if op == 8:
                 self.close_code = struct.unpack(">H", data[:2])[0] if len(data) >= 2 else 1005
                 return "close", self.close_code

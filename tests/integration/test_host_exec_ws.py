@@ -1,4 +1,4 @@
-"""Exec WebSockets that misbehave: oversized frames, garbage messages, a client that vanishes
+"""Exec WebSockets on the wire, and ones that misbehave: oversized frames, garbage messages, a client that vanishes
 mid-stream, one that never reads. Each gets a clear answer or is dropped, memory stays bounded,
 its process does not outlive the rules, and the server keeps serving everyone else."""
 import json
@@ -21,7 +21,9 @@ def rss_kb(pid):
     return 0
 
 
-class ExecAbuse(unittest.TestCase):
+class WithSprite(unittest.TestCase):
+    """A runtime with one sprite, "ab", for the test classes below (no tests of its own)."""
+
     @classmethod
     def setUpClass(cls):
         harness.require_root(cls)
@@ -55,6 +57,8 @@ class ExecAbuse(unittest.TestCase):
         self.assertEqual(frames[-1], b"\x03\x00")
         self.assertEqual(ws.close_code, 1000)
 
+
+class ExecAbuse(WithSprite):
     def test_port_notifications_in_non_tty_mode(self):
         # Text frames beside the binary streams (API.md 2.1.6); the JS SDK shows them only
         # with a TTY, so this checks the non-TTY framing directly.
@@ -142,6 +146,71 @@ class ExecAbuse(unittest.TestCase):
         self.assert_exec_works()  # others are served meanwhile
         ws.sock.close()
         self.assertTrue(harness.wait_until(lambda: all(s["id"] != sid for s in self.sessions()), 15))
+
+
+class ExecWire(WithSprite):
+    """Wire details of API.md's checklist that the SDK does not show: headers of the 101,
+    the close echo, pongs, stdin after EOF, stdin=false, a TTY's 04."""
+
+    def test_headers_of_the_upgrade_and_the_version_probe(self):
+        with harness.exec_socket(self.rt, "ab", "cmd=true") as ws:
+            self.assertEqual(ws.status, 101)
+            self.assertRegex(ws.headers["sprite-version"], r"^\d+\.\d+\.\d+$")
+            self.assertEqual(ws.headers["x-sprite-capabilities"], "signal")
+        status, _, hdrs = self.rt.request("HEAD", "/v1/sprites/ab/exec")
+        self.assertEqual(status, 200)
+        self.assertRegex(hdrs["Sprite-Version"], r"^\d+\.\d+\.\d+$")
+
+    def test_pings_get_pongs_and_a_close_is_echoed(self):
+        with harness.exec_socket(self.rt, "ab", "cmd=sleep&cmd=30&max_run_after_disconnect=1s") as ws:
+            ws.sock.settimeout(1)  # checklist 24: within 1 s
+            ws.send(b"are-you-there", opcode=9)
+            self.assertEqual(ws.recv(), ("pong", b"are-you-there"))
+            ws.close(1000)
+            self.assertEqual(ws.recv(), ("close", 1000))  # checklist 22
+            self.assertEqual(ws.sock.recv(1), b"")  # and the TCP connection ends
+
+    def test_stdin_after_eof_is_dropped_and_stdin_false_reads_eof(self):
+        with harness.exec_socket(self.rt, "ab", "cmd=cat&stdin=true") as ws:
+            ws.send(b"\x00one")
+            ws.send(b"\x04")
+            ws.send(b"\x00two")  # after the EOF: discarded (checklist 18)
+            frames = []
+            while True:
+                kind, data = ws.recv()
+                if kind == "close":
+                    break
+                frames.append(data)
+            self.assertEqual(b"".join(f[1:] for f in frames if f[:1] == b"\x01"), b"one")
+            self.assertEqual(frames[-1], b"\x03\x00")  # checklist 9: last, two bytes
+        with harness.exec_socket(self.rt, "ab", "cmd=cat") as ws:  # stdin=false: EOF at once
+            ws.send(b"\x00ignored")
+            frames = []
+            while True:
+                kind, data = ws.recv()
+                if kind == "close":
+                    break
+                frames.append(data)
+            self.assertEqual(frames, [b"\x03\x00"])
+
+    def test_a_tty_gets_client_bytes_verbatim(self):
+        # checklist 29 and 31: 04 reaches the PTY and ends cat through the line discipline;
+        # output frames carry no stream byte.
+        with harness.exec_socket(self.rt, "ab", "cmd=cat&tty=true") as ws:
+            ws.send(b"hi\n")
+            ws.send(b"\x04")
+            out = b""
+            while True:
+                kind, data = ws.recv()
+                if kind == "close":
+                    break
+                if kind == "binary":
+                    out += data
+                else:
+                    last = json.loads(data)
+            self.assertEqual(last, {"type": "exit", "exit_code": 0})
+            self.assertEqual(ws.close_code, 1000)
+            self.assertTrue(out.startswith(b"hi\r\n"), out)
 
 
 class SessionLimit(unittest.TestCase):
