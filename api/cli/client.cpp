@@ -6,6 +6,7 @@
 #include <signal.h>
 #include <sys/ioctl.h>
 #include <sys/signalfd.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <termios.h>
 #include <unistd.h>
@@ -18,13 +19,18 @@
 #include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/local/stream_protocol.hpp>
 #include <boost/asio/posix/stream_descriptor.hpp>
+#include <boost/asio/ssl.hpp>
+#include <boost/asio/write.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/websocket.hpp>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <stdexcept>
+#include <thread>
 
 namespace bp::cli {
 
@@ -41,18 +47,95 @@ namespace {
 
 struct HostPort {
   std::string host, port;
+  bool tls = false;
 };
 
 HostPort split_url(const std::string& url) {
   std::string rest = url;
+  bool tls = false;
   if (rest.rfind("http://", 0) == 0) rest.erase(0, 7);
-  else throw std::runtime_error("only http:// endpoints are supported, got " + url);
+  else if (rest.rfind("https://", 0) == 0) rest.erase(0, 8), tls = true;
+  else throw std::runtime_error("endpoints are http:// or https:// URLs, got " + url);
   if (auto slash = rest.find('/'); slash != std::string::npos) rest.erase(slash);
   auto colon = rest.rfind(':');
-  if (colon == std::string::npos) return {rest, "80"};
+  if (colon == std::string::npos || rest.back() == ']') return {rest, tls ? "443" : "80", tls};
   std::string host = rest.substr(0, colon);
   if (host.size() > 1 && host.front() == '[') host = host.substr(1, host.size() - 2);
-  return {host, rest.substr(colon + 1)};
+  return {host, rest.substr(colon + 1), tls};
+}
+
+// Bytes one way until EOF or an error.
+template <class From, class To>
+awaitable<void> pipe_bytes(From& from, To& to) {
+  std::array<char, 16384> buf;
+  for (;;) {
+    auto [rec, n] = co_await from.async_read_some(asio::buffer(buf), tuple_awaitable);
+    if (rec) co_return;
+    auto [wec, wn] = co_await asio::async_write(to, asio::buffer(buf.data(), n), tuple_awaitable);
+    if (wec) co_return;
+  }
+}
+
+// TLS for the CLI: the handshake here, then a thread relays between the TLS connection
+// and one end of a socket pair, so the HTTP and WebSocket code stays plain. The server
+// is verified against the system's CAs and $BALLPOINT_CA_CERT (a PEM file), by name or IP.
+class TlsRelay {
+ public:
+  TlsRelay(const HostPort& hp, int plain_fd) : ctx_(asio::ssl::context::tls_client), tls_(io_, ctx_) {
+    ctx_.set_default_verify_paths();
+    if (const char* ca = std::getenv("BALLPOINT_CA_CERT"); ca && *ca) ctx_.load_verify_file(ca);
+    tls_.set_verify_mode(asio::ssl::verify_peer);
+    tls_.set_verify_callback(asio::ssl::host_name_verification(hp.host));
+    boost::system::error_code ec;
+    asio::ip::make_address(hp.host, ec);
+    if (ec) ::SSL_set_tlsext_host_name(tls_.native_handle(), hp.host.c_str());  // SNI for names only
+    asio::connect(tls_.next_layer(), tcp::resolver(io_).resolve(hp.host, hp.port));
+    tls_.handshake(asio::ssl::stream_base::client, ec);
+    if (ec)
+      throw std::runtime_error("TLS with " + hp.host + ":" + hp.port + " failed: " + ec.message() +
+                               " (a self-signed server? set BALLPOINT_CA_CERT to its certificate)");
+    plain_.assign(asio::local::stream_protocol(), plain_fd);
+    // Ours to the server; at its end TLS says goodbye.
+    asio::co_spawn(io_, [this]() -> awaitable<void> {
+      co_await pipe_bytes(plain_, tls_);
+      co_await tls_.async_shutdown(tuple_awaitable);
+      boost::system::error_code e;
+      tls_.lowest_layer().close(e);
+    }, asio::detached);
+    // The server's to us; at its end we read EOF.
+    asio::co_spawn(io_, [this]() -> awaitable<void> {
+      co_await pipe_bytes(tls_, plain_);
+      boost::system::error_code e;
+      plain_.shutdown(asio::socket_base::shutdown_send, e);
+    }, asio::detached);
+    thread_ = std::thread([this] { io_.run(); });
+  }
+  ~TlsRelay() {
+    io_.stop();
+    if (thread_.joinable()) thread_.join();
+  }
+
+ private:
+  asio::io_context io_;
+  asio::ssl::context ctx_;
+  asio::ssl::stream<tcp::socket> tls_;
+  asio::local::stream_protocol::socket plain_{io_};
+  std::thread thread_;
+};
+
+// A connected stream to the endpoint: TCP for http://, a socket pair into a TlsRelay
+// for https:// (the relay lives as long as `relay`).
+tcp::socket connect_to(asio::io_context& io, const HostPort& hp, std::unique_ptr<TlsRelay>& relay) {
+  tcp::socket sock(io);
+  if (!hp.tls) {
+    asio::connect(sock, tcp::resolver(io).resolve(hp.host, hp.port));
+    return sock;
+  }
+  int sv[2];
+  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) throw std::runtime_error("socketpair failed");
+  sock.assign(tcp::v4(), sv[0]);
+  relay = std::make_unique<TlsRelay>(hp, sv[1]);
+  return sock;
 }
 
 // The terminal in raw mode for as long as this lives.
@@ -237,8 +320,8 @@ std::string url_encode(const std::string& s) {
 Reply request(const Endpoint& ep, const std::string& method, const std::string& target, const std::string& body) {
   asio::io_context io;
   auto hp = split_url(ep.url);
-  beast::tcp_stream stream(io);
-  stream.connect(tcp::resolver(io).resolve(hp.host, hp.port));
+  std::unique_ptr<TlsRelay> relay;
+  beast::tcp_stream stream(connect_to(io, hp, relay));
   http::request<http::string_body> req{http::string_to_verb(method), target, 11};
   req.set(http::field::host, hp.host);
   req.set(http::field::authorization, "Bearer " + ep.token);
@@ -256,10 +339,10 @@ Reply request(const Endpoint& ep, const std::string& method, const std::string& 
 
 namespace {
 
-Ws open_socket(asio::io_context& io, const Endpoint& ep, const std::string& target) {
+Ws open_socket(asio::io_context& io, const Endpoint& ep, const std::string& target,
+               std::unique_ptr<TlsRelay>& relay) {
   auto hp = split_url(ep.url);
-  Ws ws(io);
-  beast::get_lowest_layer(ws).connect(tcp::resolver(io).resolve(hp.host, hp.port));
+  Ws ws(connect_to(io, hp, relay));
   ws.set_option(websocket::stream_base::decorator(
       [token = ep.token](websocket::request_type& req) { req.set(http::field::authorization, "Bearer " + token); }));
   websocket::response_type res;
@@ -313,14 +396,16 @@ int run_exec(const Endpoint& ep, const ExecOptions& o) {
       target += "&tty=true";
   }
   if (o.detachable) target += "&detachable=true";
-  Ws ws = open_socket(io, ep, target);
+  std::unique_ptr<TlsRelay> relay;
+  Ws ws = open_socket(io, ep, target, relay);
   ExecState st;
   return run_socket(io, ws, o.tty, o.detachable && o.tty, true, o.sprite, st);
 }
 
 int attach_session(const Endpoint& ep, const std::string& sprite, const std::string& id) {
   asio::io_context io;
-  Ws ws = open_socket(io, ep, "/v1/sprites/" + url_encode(sprite) + "/exec/" + url_encode(id) + "?stdin=true");
+  std::unique_ptr<TlsRelay> relay;
+  Ws ws = open_socket(io, ep, "/v1/sprites/" + url_encode(sprite) + "/exec/" + url_encode(id) + "?stdin=true", relay);
   // The first message says whether the session has a terminal (API.md 2.2).
   beast::flat_buffer buf;
   ws.read(buf);

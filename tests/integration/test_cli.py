@@ -3,7 +3,9 @@ exit codes and stdin, console through a real terminal, destroy; bad input gets c
 import os
 import pty
 import select
+import shutil
 import subprocess
+import tempfile
 import time
 import unittest
 
@@ -167,6 +169,53 @@ class Cli(unittest.TestCase):
                            text=True, timeout=30)
         self.assertEqual(r.returncode, 1)
         self.assertIn("401", r.stderr)
+
+
+class CliOverTls(unittest.TestCase):
+    """A runtime that speaks only TLS: the CLI verifies it (BALLPOINT_CA_CERT for a
+    self-signed certificate) and works as over plain HTTP; unverified, it says why."""
+
+    @classmethod
+    def setUpClass(cls):
+        harness.require_root(cls)
+        if not CLI or not BASE:
+            raise unittest.SkipTest("BALLPOINT_CLI or BALLPOINT_BASE_IMAGE not set")
+        cls.tls = tempfile.mkdtemp(prefix="bp-tls-")
+        cls.cert, cls.key = os.path.join(cls.tls, "cert.pem"), os.path.join(cls.tls, "key.pem")
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+                        "-days", "2", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+                        "-keyout", cls.key, "-out", cls.cert], check=True, capture_output=True)
+        cls.rt = Runtime(extra=["--set", f"base_image={BASE}", "--set", f"api.tls_cert={cls.cert}",
+                                "--set", f"api.tls_key={cls.key}"])
+        cls.rt.wait_ready()
+        cls.env = dict(os.environ, BALLPOINT_STATE=cls.rt.state, BALLPOINT_CA_CERT=cls.cert)
+
+    @classmethod
+    def tearDownClass(cls):
+        code, _ = cls.rt.stop()
+        cls.rt.kill()
+        shutil.rmtree(cls.tls, ignore_errors=True)
+        assert code == 0, cls.rt.console()
+
+    def test_the_cli_over_tls(self):
+        self.assertTrue(self.rt.endpoint["url"].startswith("https://"))
+        run = lambda *a, env=self.env: subprocess.run([CLI, *a], capture_output=True, text=True, env=env, timeout=60)
+        r = run("create", "sec")
+        self.assertEqual((r.returncode, r.stdout), (0, "created sec\n"), r.stderr)
+        r = run("exec", "sec", "--", "sh", "-c", "cat; echo err >&2; exit 7", env=self.env)
+        self.assertEqual(r.returncode, 7, r.stderr)
+        self.assertEqual(r.stderr, "err\n")
+        r = subprocess.run([CLI, "exec", "sec", "--", "tr", "a-z", "A-Z"], input="through tls\n", capture_output=True,
+                           text=True, env=self.env, timeout=60)
+        self.assertEqual(r.stdout, "THROUGH TLS\n")
+        self.assertIn("sec", run("list").stdout)
+        unverified = dict(self.env)
+        del unverified["BALLPOINT_CA_CERT"]
+        r = run("list", env=unverified)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("certificate verify failed", r.stderr)
+        self.assertIn("BALLPOINT_CA_CERT", r.stderr)
+        self.assertEqual(run("destroy", "sec").returncode, 0)
 
 
 if __name__ == "__main__":
