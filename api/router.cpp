@@ -177,7 +177,7 @@ Routed Router::sprites_collection(const Request& req) const {
       page.push_back(rec);
     }
     Response r;
-    r.body = sprite_list_json(page, cfg_.org, cfg_.base_url, org_counts(all, cfg_.max_sprites), next);
+    r.body = sprite_list_json(page, cfg_.org, cfg_.base_url, cfg_.machine, org_counts(all, cfg_.max_sprites), next);
     return {r};
   }
   if (req.method == "POST") {
@@ -193,7 +193,7 @@ Routed Router::sprites_collection(const Request& req) const {
               if (!rec) return control_error(rec.error());
               Response r;
               r.status = 201;
-              r.body = sprite_json(*rec, cfg_.org, cfg_.base_url);
+              r.body = sprite_json(*rec, cfg_.org, cfg_.base_url, cfg_.machine);
               return r;
             }};
   }
@@ -210,7 +210,7 @@ Routed Router::sprite_item(const Request& req, const std::vector<std::string>& s
   if (s.size() == 3) {
     if (req.method == "GET" || req.method == "HEAD") {
       Response r;
-      r.body = sprite_json(*rec, cfg_.org, cfg_.base_url);
+      r.body = sprite_json(*rec, cfg_.org, cfg_.base_url, cfg_.machine);
       return {r};
     }
     if (req.method == "DELETE") {
@@ -249,7 +249,7 @@ Routed Router::sprite_item(const Request& req, const std::vector<std::string>& s
                 auto rec = control_->update(name, labels, auth);
                 if (!rec) return control_error(rec.error());
                 Response r;
-                r.body = sprite_json(*rec, cfg_.org, cfg_.base_url);
+                r.body = sprite_json(*rec, cfg_.org, cfg_.base_url, cfg_.machine);
                 return r;
               }};
     }

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "api/http_types.hpp"
+#include "api/sprite_json.hpp"
 
 namespace bp::agent {
 class Registry;
@@ -28,6 +29,7 @@ struct RouterConfig {
   std::string version;   // Sprite-Version
   std::string base_url;  // this server's URL, reported as a sprite's url
   int max_sprites = 0;   // the running limit reported with the list and organization
+  Machine machine;       // a sprite's config: ram_mb, cpus
 };
 
 // What routing decided: a response now, or blocking work (creating or destroying a

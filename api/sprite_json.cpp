@@ -10,14 +10,17 @@ using nlohmann::json;
 
 namespace {
 
-json sprite_object(const agent::SpriteRecord& rec, std::string_view org, std::string_view url) {
+json sprite_object(const agent::SpriteRecord& rec, std::string_view org, std::string_view url, const Machine& m) {
+  json config{{"region", "local"}};
+  if (m.ram_mb) config["ram_mb"] = m.ram_mb;
+  if (m.cpus) config["cpus"] = m.cpus;
   return json{{"id", rec.id},
               {"name", rec.name},
               {"organization", org},
               {"status", rec.status},
               {"url", url},
               {"url_settings", {{"auth", rec.url_auth}}},
-              {"config", {{"region", "local"}}},
+              {"config", std::move(config)},
               {"environment", json::object()},
               {"labels", rec.labels},
               {"primary_region", "local"},
@@ -57,14 +60,16 @@ OrgCounts org_counts(const std::vector<agent::SpriteRecord>& all, int max_sprite
   return c;
 }
 
-std::string sprite_json(const agent::SpriteRecord& rec, std::string_view org, std::string_view url) {
-  return dump(sprite_object(rec, org, url));
+std::string sprite_json(const agent::SpriteRecord& rec, std::string_view org, std::string_view url,
+                        const Machine& machine) {
+  return dump(sprite_object(rec, org, url, machine));
 }
 
 std::string sprite_list_json(const std::vector<agent::SpriteRecord>& page, std::string_view org, std::string_view url,
-                             const OrgCounts& counts, const std::optional<std::string>& next_token) {
+                             const Machine& machine, const OrgCounts& counts,
+                             const std::optional<std::string>& next_token) {
   json list = json::array();
-  for (const auto& r : page) list.push_back(sprite_object(r, org, url));
+  for (const auto& r : page) list.push_back(sprite_object(r, org, url, machine));
   json body{{"sprites", std::move(list)},
             {"has_more", next_token.has_value()},
             {"next_continuation_token", next_token ? json(*next_token) : json(nullptr)}};

@@ -12,6 +12,13 @@
 
 namespace bp::api {
 
+// What a sprite gets to run on (API.md 3.12: config reports the real limits): its
+// memory limit, or the machine's memory; its CPU quota rounded up, or the machine's CPUs.
+struct Machine {
+  std::uint64_t ram_mb = 0;
+  unsigned cpus = 0;
+};
+
 // An RFC 3339 UTC timestamp of Unix seconds t.
 std::string rfc3339(std::int64_t t);
 
@@ -22,10 +29,12 @@ struct OrgCounts {
 };
 OrgCounts org_counts(const std::vector<agent::SpriteRecord>& all, int max_sprites);
 
-std::string sprite_json(const agent::SpriteRecord& rec, std::string_view org, std::string_view url);
+std::string sprite_json(const agent::SpriteRecord& rec, std::string_view org, std::string_view url,
+                        const Machine& machine);
 // One page of the list; next_token set when there is more (has_more).
 std::string sprite_list_json(const std::vector<agent::SpriteRecord>& page, std::string_view org, std::string_view url,
-                             const OrgCounts& counts, const std::optional<std::string>& next_token);
+                             const Machine& machine, const OrgCounts& counts,
+                             const std::optional<std::string>& next_token);
 // Watch lines (API.md 3.3), each without its newline.
 std::string sprite_event_json(const agent::SpriteRecord& rec, std::string_view org, const OrgCounts& counts,
                               std::string_view version, std::int64_t now);

@@ -120,6 +120,7 @@ class Pid1 {
   void request_shutdown(std::string_view why);
   void stop_components();
   std::string url() const;
+  api::Machine machine() const;
 
   const Args& args_;
   const bool vm_;
@@ -286,7 +287,7 @@ Status Pid1::step_network() {
 }
 
 Status Pid1::step_api() {
-  api::RouterConfig rc{token_, cfg_.org, kVersion, "", vm_ ? 1 : static_cast<int>(cfg_.max_sprites)};
+  api::RouterConfig rc{token_, cfg_.org, kVersion, "", vm_ ? 1 : static_cast<int>(cfg_.max_sprites), machine()};
   router_ = std::make_unique<api::Router>(rc, registry_, sprites_.get(), &sessions_);
   api::ServerConfig sc;
   sc.host = cfg_.api.listen.host;
@@ -402,6 +403,20 @@ Status Pid1::step_host_endpoint() {
   std::string path = args_.state_dir + "/endpoint.json";
   stops_.emplace_back("endpoint", [path] { ::unlink(path.c_str()); });
   return {};
+}
+
+// What a sprite runs on, for its config (API.md 3.12): the configured limits, or the machine.
+api::Machine Pid1::machine() const {
+  api::Machine m;
+  long pages = ::sysconf(_SC_PHYS_PAGES), page = ::sysconf(_SC_PAGESIZE);
+  m.ram_mb = pages > 0 && page > 0 ? static_cast<std::uint64_t>(pages) * static_cast<std::uint64_t>(page) >> 20 : 0;
+  if (cfg_.limits.memory_max) m.ram_mb = std::min<std::uint64_t>(m.ram_mb ? m.ram_mb : ~0ull, *cfg_.limits.memory_max >> 20);
+  long n = ::sysconf(_SC_NPROCESSORS_ONLN);
+  m.cpus = n > 0 ? static_cast<unsigned>(n) : 0;
+  unsigned long long quota = 0, period = 0;
+  if (cfg_.limits.cpu_max && std::sscanf(cfg_.limits.cpu_max->c_str(), "%llu %llu", &quota, &period) == 2 && period)
+    m.cpus = std::min<unsigned>(m.cpus ? m.cpus : ~0u, static_cast<unsigned>((quota + period - 1) / period));
+  return m;
 }
 
 std::string Pid1::url() const {

@@ -122,6 +122,10 @@ test('the organization: real counts; tokens are not minted here (501)', { skip }
     assert.equal(org.organization.slug, 'local');
     assert.deepEqual(org.organization.active_sprites, ['org-1']);
     assert.ok(org.organization.max_sprites >= 1);
+    // A sprite's config reports what it runs on: here no limits, so the machine.
+    const sprite = await (await fetch(`${bp.url}/v1/sprites/org-1`, { headers })).json();
+    assert.equal(sprite.config.region, 'local');
+    assert.ok(sprite.config.ram_mb > 0 && sprite.config.cpus >= 1, JSON.stringify(sprite.config));
     const tok = await fetch(`${bp.url}/v1/organizations/local/tokens`, { method: 'POST', headers, body: '{}' });
     assert.equal(tok.status, 501);
     assert.equal((await tok.json()).error, 'not_supported');

@@ -352,7 +352,7 @@ TEST_CASE("PUT updates labels and url_settings, and refuses bad bodies", "[route
 TEST_CASE("the sprite list pages in name order; the organization counts everything", "[router]") {
   bp::agent::Registry reg;
   FakeControl ctl(reg);
-  Router r({kToken, "local", "0.1.0", "", 10}, reg, &ctl);
+  Router r({kToken, "local", "0.1.0", "", 10, {512, 2}}, reg, &ctl);
   for (const char* n : {"b2", "a1", "b1", "c1"}) {
     auto post = req("POST", "/v1/sprites");
     post.body = std::string(R"({"name":")") + n + "\"}";
@@ -360,6 +360,7 @@ TEST_CASE("the sprite list pages in name order; the organization counts everythi
   }
   auto page = json::parse(r.handle(req("GET", "/v1/sprites?max_results=2")).body);
   CHECK(page["sprites"].size() == 2);
+  CHECK(page["sprites"][0]["config"] == json::parse(R"({"region":"local","ram_mb":512,"cpus":2})"));
   CHECK(page["sprites"][0]["name"] == "a1");
   CHECK(page["has_more"] == true);
   auto token = page["next_continuation_token"].get<std::string>();
