@@ -66,7 +66,7 @@ std::string control_envelope(bool prefixed, const nlohmann::json& j) {
 }
 
 ExecSession::ExecSession(asio::any_io_executor ex, SessionTable& table)
-    : ex_(ex), table_(table), exit_timer_(ex), stdin_q_(ex, kStdinFrames, kStdinBytes) {
+    : ex_(ex), table_(table), exit_timer_(ex), linger_timer_(ex), stdin_q_(ex, kStdinFrames, kStdinBytes) {
   exit_timer_.expires_at(asio::steady_timer::time_point::max());
 }
 
@@ -133,6 +133,20 @@ awaitable<std::shared_ptr<ExecSession>> ExecSession::start(ExecParams p, std::st
     s->exit_code_ = not_found ? 127 : 126;
     co_return s;
   }
+  // The descriptors Asio will own, made before the session is listed: a failure here
+  // (EMFILE) ends the process at once instead of leaving a session that never ends.
+  int dup_out = -1, dup_in = -1;
+  if (p.tty) {
+    dup_out = ::fcntl(proc->pty_master.get(), F_DUPFD_CLOEXEC, 3);
+    if (p.stdin) dup_in = ::fcntl(proc->pty_master.get(), F_DUPFD_CLOEXEC, 3);
+    if (dup_out < 0 || (p.stdin && dup_in < 0)) {
+      log.warn("exec: out of descriptors; ending it", {{"sprite", sprite}, {"session", s->id_}, {"errno", errno}});
+      ::kill(-proc->pid, SIGKILL);  // reaped by the watch below, like any exit
+      if (dup_out >= 0) ::close(dup_out);
+      if (dup_in >= 0) ::close(dup_in);
+      dup_out = dup_in = -1;
+    }
+  }
   s->pid_ = proc->pid;
   table.add(SessionInfo{s->id_, sprite, s->command_, p.dir, s->created_, 0, 0, p.tty, proc->pid, false, -1, 0, s});
   deps.watch_exit(proc->pid, ticket, [s](int code) {
@@ -145,10 +159,9 @@ awaitable<std::shared_ptr<ExecSession>> ExecSession::start(ExecParams p, std::st
 
   std::optional<asio::posix::stream_descriptor> out, err;
   if (p.tty) {
-    int dup_master = ::fcntl(proc->pty_master.get(), F_DUPFD_CLOEXEC, 3);
     s->pty_ = std::move(proc->pty_master);
-    out.emplace(nonblocking(ex, dup_master));
-    if (p.stdin) s->in_.emplace(nonblocking(ex, ::fcntl(s->pty_.get(), F_DUPFD_CLOEXEC, 3)));
+    if (dup_out >= 0) out.emplace(nonblocking(ex, dup_out));
+    if (dup_in >= 0) s->in_.emplace(nonblocking(ex, dup_in));
   } else {
     out.emplace(nonblocking(ex, out_r.release()));
     err.emplace(nonblocking(ex, err_r.release()));
@@ -179,9 +192,11 @@ std::string ExecSession::info_json(bool owner) const {
 }
 
 void ExecSession::attach(const std::shared_ptr<Attachment>& a, bool owner) {
-  ++attach_gen_;  // a lingering kill of an earlier detach no longer applies
+  ++attach_gen_;           // a lingering kill of an earlier detach no longer applies
+  linger_timer_.cancel();  // and its wait ends now
   a->out->put(Frame{Frame::text, info_json(owner)});
   for (const auto& f : scrollback_) a->out->put(Frame{Frame::binary, f});
+  for (const auto& p : ports_) a->out->put(Frame{Frame::text, port_json("port_opened", p)});
   if (ended_) {
     finish(*a);
     return;
@@ -200,9 +215,12 @@ void ExecSession::detach(const std::shared_ptr<Attachment>& a) {
 // After the last client has gone, the process may run on for ms, then it gets SIGTERM
 // and, 5 s later, SIGKILL. Ends as soon as the process does or a client attaches.
 awaitable<void> ExecSession::linger(std::uint64_t gen, std::int64_t ms) {
-  asio::steady_timer t(ex_, std::chrono::milliseconds(ms));
-  co_await (t.async_wait(tuple_awaitable) || wait_exit());
+  // One member timer: an attach cancels it, a later detach re-arms it (ending the wait
+  // of the one before), so waits do not pile up however often clients come and go.
+  linger_timer_.expires_after(std::chrono::milliseconds(ms));
+  co_await (linger_timer_.async_wait(tuple_awaitable) || wait_exit());
   if (exited_ || gen != attach_gen_) co_return;
+  asio::steady_timer t(ex_);
   Logger("api.exec").info("ending a session its client left", {{"session", id_}, {"after_ms", ms}});
   signal_group(SIGTERM);
   t.expires_after(5s);
@@ -215,7 +233,7 @@ awaitable<void> ExecSession::linger(std::uint64_t gen, std::int64_t ms) {
 awaitable<void> ExecSession::watch_ports() {
   constexpr auto kPortScan = 1s;
   asio::steady_timer t(ex_);
-  std::vector<OpenPort> known;
+  std::vector<OpenPort>& known = ports_;
   while (!exited_) {
     t.expires_after(kPortScan);
     co_await (t.async_wait(tuple_awaitable) || wait_exit());
@@ -246,7 +264,10 @@ std::optional<Frame> ExecSession::input(bool text, std::string_view bytes, bool 
     winsize ws{};
     ws.ws_row = r->rows;
     ws.ws_col = r->cols;
-    if (tty_ && pty_) ::ioctl(pty_.get(), TIOCSWINSZ, &ws);  // the kernel sends SIGWINCH
+    if (tty_ && pty_ && ::ioctl(pty_.get(), TIOCSWINSZ, &ws) == 0) {  // the kernel sends SIGWINCH
+      rows_ = r->rows;  // what a later attach's session_info reports
+      cols_ = r->cols;
+    }
   } else if (auto* sig = std::get_if<Signal>(&in)) {
     signal_group(sig->sig);
   } else if (auto* data = std::get_if<Stdin>(&in); data && stdin_open_) {
@@ -327,7 +348,9 @@ awaitable<void> ExecSession::exit_then_grace() {
 // has passed), then the exit goes to every client.
 awaitable<void> ExecSession::run(std::optional<asio::posix::stream_descriptor> out,
                                  std::optional<asio::posix::stream_descriptor> err) {
-  if (tty_) {
+  if (!out) {
+    co_await wait_exit();  // no output to read (see start: out of descriptors)
+  } else if (tty_) {
     co_await (pump(std::move(*out), 0) || exit_then_grace());
   } else {
     co_await ((pump(std::move(*out), 0x01) && pump(std::move(*err), 0x02)) || exit_then_grace());
@@ -353,11 +376,14 @@ void ExecSession::finish(Attachment& a) {
 
 void ExecSession::end() {
   ended_ = true;
-  bool delivered = !clients_.empty();
+  // Delivered only to a socket still there: after a network drop the session stays
+  // attachable, so its user can still learn how it ended.
+  bool delivered = std::any_of(clients_.begin(), clients_.end(), [](const auto& c) { return !c->out->closed(); });
   for (const auto& c : clients_) finish(*c);
   clients_.clear();
   stdin_open_ = false;
   stdin_q_.close();
+  if (in_) in_->cancel();  // a write a background holder of stdin never reads must not keep us
   pty_.reset();
   // Kept for attaching only when nobody saw the end (API.md 2.2).
   table_.ended(id_, delivered ? nullptr : shared_from_this());

@@ -60,7 +60,7 @@ awaitable<void> keepalive(Outbox& out, const std::shared_ptr<Attachment>* op) {
     // Never ends on its own: the writer (which it runs beside) may still owe a close frame.
     if (*op && !(*op)->finished && !out.closed()) {
       co_await out.room();
-      out.put(Frame{Frame::binary, {}});
+      if (*op && !(*op)->finished) out.put(Frame{Frame::binary, {}});  // it may have ended meanwhile
     }
   }
 }
@@ -80,7 +80,9 @@ awaitable<void> exec_reader(WsStream& ws, std::shared_ptr<ExecSession> s, std::s
     std::string_view bytes = payload(buf);
     if (!a->finished) {
       if (auto chunk = s->input(ws.got_text(), bytes, false)) {
-        co_await s->stdin_room();
+        // A process that does not read its stdin stops this reader; the socket's end
+        // (its writer fails, keepalives included) must still end the wait.
+        if ((co_await (s->stdin_room() || a->out->wait_closed())).index() == 1) break;
         s->stdin_put(std::move(*chunk));
       }
     }
@@ -130,16 +132,19 @@ struct Control {
 
   void reply_error(bool prefixed, const std::string& id, const std::string& opname, const char* code,
                    const std::string& message) {
+    // Echoed client strings are cut short: a reply is never much bigger than a line.
+    constexpr std::size_t kEcho = 256;
     nlohmann::json j{{"type", "op.error"},
-                     {"op", opname},
-                     {"args", {{"code", code}, {"message", message}, {"error", message}}}};
-    if (!id.empty()) j["id"] = id;
+                     {"op", opname.substr(0, kEcho)},
+                     {"args", {{"code", code}, {"message", message.substr(0, 4 * kEcho)}, {"error", message.substr(0, 4 * kEcho)}}}};
+    if (!id.empty()) j["id"] = id.substr(0, kEcho);
     out->put(Frame{Frame::text, control_envelope(prefixed, j)});
   }
 
   // op.start: starts the operation before the next frame is read, so the frames that
   // follow it (JS sends the stdin EOF right behind) belong to it.
   awaitable<void> start(Envelope env) {
+    if (env.id.size() > 256) env.id.resize(256);  // echoed in every reply
     if (busy()) {
       reply_error(env.prefixed, env.id, env.op, "op.busy", "an operation is already running on this socket");
       co_return;
@@ -150,7 +155,8 @@ struct Control {
       co_return;
     }
     if (env.op != "exec") {
-      reply_error(env.prefixed, env.id, env.op, "op.not_found", "operation '" + env.op + "' is not available here");
+      reply_error(env.prefixed, env.id, env.op, "op.not_found",
+                  "operation '" + env.op.substr(0, 64) + "' is not available here");
       co_return;
     }
     auto q = control_args_query(env.args);
@@ -182,11 +188,15 @@ struct Control {
       std::string_view bytes = payload(buf);
       auto env = ws.got_text() ? parse_envelope(bytes) : std::nullopt;
       if (env) {
-        // release (and anything else a client may send) needs no reply.
-        if (env->type == "op.start") co_await start(std::move(*env));
+        // release (and anything else a client may send) needs no reply. A reply waits
+        // for room like any frame: a client that sends and never reads gets nowhere.
+        if (env->type == "op.start") {
+          co_await out->room();
+          co_await start(std::move(*env));
+        }
       } else if (busy()) {
         if (auto chunk = session->input(ws.got_text(), bytes, true)) {
-          co_await session->stdin_room();
+          if ((co_await (session->stdin_room() || out->wait_closed())).index() == 1) break;
           session->stdin_put(std::move(*chunk));
         }
       }  // data while idle: dropped (API.md 2.6)

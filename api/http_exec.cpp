@@ -119,6 +119,12 @@ void list(SessionTable& sessions, std::uint64_t id, const std::string& sprite, c
                            pid, false, -1, 0, nullptr});
 }
 
+// Completes when the client closes its side or resets: an HTTP exec takes no more input.
+awaitable<void> client_gone(beast::tcp_stream& stream) {
+  char byte;
+  co_await stream.socket().async_read_some(asio::buffer(&byte, 1), tuple_awaitable);
+}
+
 // The exchange once the process runs; the session leaves the list when it ends.
 awaitable<bool> serve(beast::tcp_stream& stream, std::shared_ptr<HttpExec> x, const std::string& version);
 
@@ -207,7 +213,10 @@ awaitable<bool> serve(beast::tcp_stream& stream, std::shared_ptr<HttpExec> x, co
     if (!x->exited && x->pid > 0) ::kill(-x->pid, SIGKILL);
     co_return false;
   }
-  bool ok = co_await frames(stream, *x);
+  // A client that leaves is noticed at once, not at the next write (a silent command
+  // writes nothing): the request is whole, so anything read now is its end.
+  auto race = co_await (frames(stream, *x) || client_gone(stream));
+  bool ok = race.index() == 0 && std::get<0>(race);
   for (auto& st : x->streams)
     if (st) st->close();  // a background child may still hold the pipes: we are done reading
   if (!ok) {

@@ -20,6 +20,7 @@
 #include "api/exec_params.hpp"
 #include "api/exec_session.hpp"
 #include "api/outbox.hpp"
+#include "api/ports.hpp"
 #include "api/sessions.hpp"
 #include "common/fd.hpp"
 
@@ -93,8 +94,10 @@ class ExecSession : public std::enable_shared_from_this<ExecSession> {
   int exit_code_ = -1;
   bool ended_ = false;          // exited and its output delivered
   boost::asio::steady_timer exit_timer_;  // cancelled once exited_
+  boost::asio::steady_timer linger_timer_;  // one run-after-disconnect at a time; attach cancels it
   int pumps_waiting_ = 0;       // pumps holding output an attachment has no room for yet
   std::uint64_t attach_gen_ = 0;
+  std::vector<OpenPort> ports_;  // what port_opened has announced (sorted)
 
   std::deque<std::string> scrollback_;  // the latest frames, as the owner got them
   std::size_t scrollback_bytes_ = 0;

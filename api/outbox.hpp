@@ -31,14 +31,19 @@ struct Frame {
 class Outbox {
  public:
   Outbox(boost::asio::any_io_executor ex, std::size_t max_frames, std::size_t max_bytes)
-      : max_frames_(max_frames), max_bytes_(max_bytes), has_frames_(ex), has_room_(ex),
+      : max_frames_(max_frames), max_bytes_(max_bytes), has_frames_(ex), has_room_(ex), is_closed_(ex),
         last_put_(std::chrono::steady_clock::now()) {
     has_frames_.expires_at(boost::asio::steady_timer::time_point::max());
     has_room_.expires_at(boost::asio::steady_timer::time_point::max());
+    is_closed_.expires_at(boost::asio::steady_timer::time_point::max());
   }
   // Waits until the queue is under its limits (or closed).
   boost::asio::awaitable<void> room() {
     while (!closed_ && full()) co_await has_room_.async_wait(boost::asio::as_tuple(boost::asio::use_awaitable));
+  }
+  // Completes once the queue is closed (the socket's writer has ended, or is ending).
+  boost::asio::awaitable<void> wait_closed() {
+    while (!closed_) co_await is_closed_.async_wait(boost::asio::as_tuple(boost::asio::use_awaitable));
   }
   // Queues f; false (f dropped) once closed.
   bool put(Frame&& f) {
@@ -66,6 +71,7 @@ class Outbox {
     bytes_ = 0;
     has_frames_.cancel();
     has_room_.cancel();
+    is_closed_.cancel();
   }
   // Drops what is queued and ends with a close frame: the writer sends it and stops;
   // put() refuses from now on.
@@ -77,6 +83,7 @@ class Outbox {
     closed_ = true;
     has_frames_.cancel();
     has_room_.cancel();
+    is_closed_.cancel();
   }
   bool closed() const { return closed_; }
   std::chrono::steady_clock::time_point last_put() const { return last_put_; }
@@ -88,7 +95,7 @@ class Outbox {
   std::deque<Frame> q_;
   std::size_t bytes_ = 0;
   bool closed_ = false;
-  boost::asio::steady_timer has_frames_, has_room_;
+  boost::asio::steady_timer has_frames_, has_room_, is_closed_;
   std::chrono::steady_clock::time_point last_put_;
 };
 

@@ -3,6 +3,7 @@
 
 #include <fcntl.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -211,11 +212,16 @@ awaitable<void> Server::Impl::tls_relay(tcp::socket sock) {
     log_.warn("socketpair failed", {{"errno", errno}});
     co_return;
   }
-  boost::system::error_code ec;
+  boost::system::error_code ec1, ec2;
   tcp::socket inner(io_);
-  inner.assign(tcp::v4(), sv[0], ec);  // a stream socket is a stream socket to Beast
+  inner.assign(tcp::v4(), sv[0], ec1);  // a stream socket is a stream socket to Beast
   asio::local::stream_protocol::socket outer(io_);
-  outer.assign(asio::local::stream_protocol(), sv[1], ec);
+  outer.assign(asio::local::stream_protocol(), sv[1], ec2);
+  if (ec1 || ec2) {
+    if (ec1) ::close(sv[0]);
+    if (ec2) ::close(sv[1]);
+    co_return;  // the sockets that were assigned close with their objects
+  }
   asio::co_spawn(io_, [this, inner = std::move(inner)]() mutable { return session(std::move(inner)); },
                  log_exit("api.session"));
   // Client to server; its end (or a reset) ends the server side's input.
@@ -377,6 +383,7 @@ awaitable<void> Server::Impl::session(tcp::socket sock) {
       auto q = parse_query(req.target).value_or(Query{});
       const auto& rc = router_.config();
       WatchRequest w{rc.org, rc.version, query_get(q, "prefix").value_or(""), rc.max_sprites};
+      stream.expires_never();  // the request's read deadline must not cut a long stream
       co_await run_watch(stream, router_.registry(), w);
       break;
     }
@@ -386,6 +393,7 @@ awaitable<void> Server::Impl::session(tcp::socket sock) {
         co_await reply_and_close(*err);
         break;
       }
+      stream.expires_never();
       co_await run_kill(stream, std::get<KillRequest>(routed), *sessions_, router_.config().version);
       break;
     }
@@ -408,6 +416,7 @@ awaitable<void> Server::Impl::session(tcp::socket sock) {
         co_await reply_and_close(*err);
         break;
       }
+      stream.expires_never();
       co_await run_http_exec(stream, std::move(req.body), std::move(*params), std::get<WsRoute>(routed).sprite,
                              router_.config().version, *sessions_, *exec_, blocking_);
       break;

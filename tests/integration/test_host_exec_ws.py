@@ -130,6 +130,34 @@ class ExecAbuse(WithSprite):
         self.assertTrue(harness.wait_until(lambda: all(s["id"] != sid for s in self.sessions()), 15),
                         self.sessions())
 
+    def test_http_exec_client_that_leaves_a_silent_command(self):
+        # API.md 2.5: the process is killed when the client disconnects, even if it never writes.
+        host, port = self.rt.endpoint["url"][len("http://"):].rsplit(":", 1)
+        s = socket.create_connection((host, int(port)), timeout=10)
+        s.sendall(f"POST /v1/sprites/ab/exec?cmd=sleep&cmd=1003 HTTP/1.1\r\nHost: x\r\n"
+                  f"Authorization: Bearer {self.rt.endpoint['token']}\r\nContent-Length: 0\r\n\r\n".encode())
+        self.assertIn(b"200 OK", s.recv(4096))
+        self.assertTrue(harness.wait_until(lambda: any(x["command"] == "sleep 1003" for x in self.sessions()), 5))
+        s.close()
+        self.assertTrue(harness.wait_until(lambda: all(x["command"] != "sleep 1003" for x in self.sessions()), 5),
+                        self.sessions())
+
+    def test_client_that_vanishes_while_stdin_is_full(self):
+        # The process never reads its stdin: the server stops reading the socket once the
+        # pipe and its queue are full, and must still notice the client going.
+        ws = harness.exec_socket(self.rt, "ab", "cmd=sleep&cmd=1004&stdin=true&max_run_after_disconnect=1s")
+        chunk = b"\x00" + b"z" * (256 << 10)
+        try:
+            for _ in range(12):  # 3 MiB: more than the pipe and the 1 MiB queue
+                ws.send(chunk)
+        except OSError:
+            pass  # the server stopped reading: our send buffer filled
+        ws.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+        ws.sock.close()
+        # Noticed at the next keepalive write (15 s), then the 1 s run-after-disconnect.
+        self.assertTrue(harness.wait_until(lambda: all(x["command"] != "sleep 1004" for x in self.sessions()), 30),
+                        self.sessions())
+
     def test_client_that_never_reads(self):
         pid1 = self.rt.pid1()
         before = rss_kb(pid1)
