@@ -73,12 +73,10 @@ class Outbox {
     has_room_.cancel();
     is_closed_.cancel();
   }
-  // Drops what is queued and ends with a close frame: the writer sends it and stops;
-  // put() refuses from now on.
+  // Ends the queue with a close frame after what is already queued (an exit waiting
+  // there still goes first): the writer sends them and stops; put() refuses from now on.
   void close_with(std::uint16_t code) {
     if (closed_) return;
-    q_.clear();
-    bytes_ = 0;
     q_.push_back(Frame{Frame::close, {}, code});
     closed_ = true;
     has_frames_.cancel();
