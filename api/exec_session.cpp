@@ -100,13 +100,6 @@ awaitable<std::shared_ptr<ExecSession>> ExecSession::start(ExecParams p, std::st
   UniqueFd in_r, in_w, out_r, out_w, err_r, err_w;
   bool pipes = true;
   if (!p.tty) {
-    auto make_pipe = [&](UniqueFd& r, UniqueFd& w) {
-      int fds[2];
-      if (::pipe2(fds, O_CLOEXEC) != 0) return false;
-      r.reset(fds[0]);
-      w.reset(fds[1]);
-      return true;
-    };
     if (p.stdin) pipes &= make_pipe(in_r, in_w);
     pipes &= make_pipe(out_r, out_w);
     pipes &= make_pipe(err_r, err_w);

@@ -137,14 +137,7 @@ awaitable<bool> run_http_exec(beast::tcp_stream& stream, std::string body, ExecP
   std::uint64_t session_id = 0;
   auto x = std::make_shared<HttpExec>(ex);
   UniqueFd in_r, in_w, out_r, out_w, err_r, err_w;
-  int fds[2];
   bool pipes = true;
-  auto make_pipe = [&](UniqueFd& r, UniqueFd& w) {
-    if (::pipe2(fds, O_CLOEXEC) != 0) return false;
-    r.reset(fds[0]);
-    w.reset(fds[1]);
-    return true;
-  };
   if (p.stdin) pipes &= make_pipe(in_r, in_w);
   pipes &= make_pipe(out_r, out_w);
   pipes &= make_pipe(err_r, err_w);

@@ -29,6 +29,7 @@
 #include "api/query.hpp"
 #include "common/log.hpp"
 #include "common/log_exit.hpp"
+#include "common/pipe_bytes.hpp"
 #include "common/offload.hpp"
 
 namespace bp::api {
@@ -179,23 +180,6 @@ awaitable<void> Server::Impl::accept_loop() {
     }
   }
 }
-
-namespace {
-
-// Bytes from one side to the other until EOF or an error; then `done` runs (to end
-// the other direction).
-template <class From, class To>
-awaitable<void> pipe_bytes(From& from, To& to) {
-  std::array<char, 16384> buf;
-  for (;;) {
-    auto [rec, n] = co_await from.async_read_some(asio::buffer(buf), tuple_awaitable);
-    if (rec) co_return;
-    auto [wec, wn] = co_await asio::async_write(to, asio::buffer(buf.data(), n), tuple_awaitable);
-    if (wec) co_return;
-  }
-}
-
-}  // namespace
 
 // TLS in front of the plain server: the handshake, then the decrypted bytes go through
 // a socket pair to session(), which cannot tell the difference. One copy per byte buys

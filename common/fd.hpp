@@ -1,6 +1,7 @@
 // common/fd.hpp — UniqueFd: owns one file descriptor, closes it once.
 #pragma once
 
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <utility>
@@ -33,5 +34,14 @@ class UniqueFd {
  private:
   int fd_ = -1;
 };
+
+// A close-on-exec pipe into r (read end) and w (write end); false (errno set) on failure.
+inline bool make_pipe(UniqueFd& r, UniqueFd& w) {
+  int fds[2];
+  if (::pipe2(fds, O_CLOEXEC) != 0) return false;
+  r.reset(fds[0]);
+  w.reset(fds[1]);
+  return true;
+}
 
 }  // namespace bp

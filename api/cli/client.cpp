@@ -1,6 +1,8 @@
 // api/cli/client.cpp — HTTP and WebSocket exec for the CLI, on Beast.
 #include "api/cli/client.hpp"
 
+#include "common/pipe_bytes.hpp"
+
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -62,18 +64,6 @@ HostPort split_url(const std::string& url) {
   std::string host = rest.substr(0, colon);
   if (host.size() > 1 && host.front() == '[') host = host.substr(1, host.size() - 2);
   return {host, rest.substr(colon + 1), tls};
-}
-
-// Bytes one way until EOF or an error.
-template <class From, class To>
-awaitable<void> pipe_bytes(From& from, To& to) {
-  std::array<char, 16384> buf;
-  for (;;) {
-    auto [rec, n] = co_await from.async_read_some(asio::buffer(buf), tuple_awaitable);
-    if (rec) co_return;
-    auto [wec, wn] = co_await asio::async_write(to, asio::buffer(buf.data(), n), tuple_awaitable);
-    if (wec) co_return;
-  }
 }
 
 // TLS for the CLI: the handshake here, then a thread relays between the TLS connection

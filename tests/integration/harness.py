@@ -266,6 +266,15 @@ class WebSocket:
             if op in (1, 2):
                 return ("text" if op == 1 else "binary"), data
 
+    def until_close(self):
+        """Every (kind, payload) frame up to the server's close; close_code then holds its code."""
+        frames = []
+        while True:
+            kind, data = self.recv()
+            if kind == "close":
+                return frames
+            frames.append((kind, data))
+
     def send_raw(self, data):
         self.sock.sendall(data)
 

@@ -22,14 +22,16 @@ def rss_kb(pid):
 
 
 class WithSprite(unittest.TestCase):
-    """A runtime with one sprite, "ab", for the test classes below (no tests of its own)."""
+    """A runtime with one sprite, "ab", for the test classes below (no tests of its own);
+    `settings` are more --set KEY=VALUE for it."""
+    settings = []
 
     @classmethod
     def setUpClass(cls):
         harness.require_root(cls)
         if not BASE:
             raise unittest.SkipTest("BALLPOINT_BASE_IMAGE not set")
-        cls.rt = Runtime(extra=["--set", f"base_image={BASE}"])
+        cls.rt = Runtime(extra=["--set", f"base_image={BASE}", *[a for kv in cls.settings for a in ("--set", kv)]])
         cls.rt.wait_ready()
         status, body, _ = cls.rt.request("POST", "/v1/sprites", body=json.dumps({"name": "ab"}).encode())
         assert status == 201, body
@@ -47,12 +49,7 @@ class WithSprite(unittest.TestCase):
 
     def assert_exec_works(self):
         with harness.exec_socket(self.rt, "ab", "cmd=echo&cmd=still-here") as ws:
-            frames = []
-            while True:
-                kind, data = ws.recv()
-                if kind == "close":
-                    break
-                frames.append(data)
+            frames = [data for _, data in ws.until_close()]
         self.assertEqual(frames[0], b"\x01still-here\n")
         self.assertEqual(frames[-1], b"\x03\x00")
         self.assertEqual(ws.close_code, 1000)
@@ -63,13 +60,7 @@ class ExecAbuse(WithSprite):
         # Text frames beside the binary streams (API.md 2.1.6); the JS SDK shows them only
         # with a TTY, so this checks the non-TTY framing directly.
         with harness.exec_socket(self.rt, "ab", "cmd=sh&cmd=-c&cmd=nc%20-l%20-p%204000%20%26%20sleep%202%3B%20kill%20%24!%3B%20sleep%202") as ws:
-            texts = []
-            while True:
-                kind, data = ws.recv()
-                if kind == "close":
-                    break
-                if kind == "text":
-                    texts.append(json.loads(data))
+            texts = [json.loads(data) for kind, data in ws.until_close() if kind == "text"]
             self.assertEqual([(t["type"], t["port"]) for t in texts], [("port_opened", 4000), ("port_closed", 4000)])
             self.assertGreater(texts[0]["pid"], 1)
 
@@ -79,10 +70,7 @@ class ExecAbuse(WithSprite):
             # A binary frame that announces 5 MiB, over the 4 MiB message limit: refused
             # from its header, before the server buffers any of it.
             ws.send_raw(bytes([0x82, 0x80 | 127]) + (5 << 20).to_bytes(8, "big") + os.urandom(4) + b"x" * 1024)
-            while True:
-                kind, data = ws.recv()
-                if kind == "close":
-                    break
+            ws.until_close()
             self.assertEqual(ws.close_code, 1009)
         # The client is gone: its cat ends after max_run_after_disconnect.
         self.assertTrue(harness.wait_until(lambda: all(s["id"] != sid for s in self.sessions()), 15))
@@ -97,16 +85,9 @@ class ExecAbuse(WithSprite):
             ws.send(b"\x09oops")      # unknown stream id
             ws.send(b"\x00kept")
             ws.send(b"\x04")
-            out = b""
-            while True:
-                kind, data = ws.recv()
-                if kind == "close":
-                    break
-                if kind == "binary" and data[:1] == b"\x01":
-                    out += data[1:]
-                last = data
-            self.assertEqual(out, b"kept")
-            self.assertEqual(last, b"\x03\x00")
+            frames = ws.until_close()
+            self.assertEqual(b"".join(d[1:] for k, d in frames if k == "binary" and d[:1] == b"\x01"), b"kept")
+            self.assertEqual(frames[-1], ("binary", b"\x03\x00"))
         with harness.WebSocket(self.rt, "/v1/sprites/ab/control") as ws:
             for junk in ("control:not json", "control:[]", 'control:{"type":"op.start","op":"exec","args":5}',
                          'control:{"type":"op.start","op":"teleport"}'):
@@ -203,22 +184,12 @@ class ExecWire(WithSprite):
             ws.send(b"\x00one")
             ws.send(b"\x04")
             ws.send(b"\x00two")  # after the EOF: discarded (checklist 18)
-            frames = []
-            while True:
-                kind, data = ws.recv()
-                if kind == "close":
-                    break
-                frames.append(data)
+            frames = [data for _, data in ws.until_close()]
             self.assertEqual(b"".join(f[1:] for f in frames if f[:1] == b"\x01"), b"one")
             self.assertEqual(frames[-1], b"\x03\x00")  # checklist 9: last, two bytes
         with harness.exec_socket(self.rt, "ab", "cmd=cat") as ws:  # stdin=false: EOF at once
             ws.send(b"\x00ignored")
-            frames = []
-            while True:
-                kind, data = ws.recv()
-                if kind == "close":
-                    break
-                frames.append(data)
+            frames = [data for _, data in ws.until_close()]
             self.assertEqual(frames, [b"\x03\x00"])
 
     def test_a_tty_gets_client_bytes_verbatim(self):
@@ -227,61 +198,39 @@ class ExecWire(WithSprite):
         with harness.exec_socket(self.rt, "ab", "cmd=cat&tty=true") as ws:
             ws.send(b"hi\n")
             ws.send(b"\x04")
-            out = b""
-            while True:
-                kind, data = ws.recv()
-                if kind == "close":
-                    break
-                if kind == "binary":
-                    out += data
-                else:
-                    last = json.loads(data)
-            self.assertEqual(last, {"type": "exit", "exit_code": 0})
+            frames = ws.until_close()
+            out = b"".join(d for k, d in frames if k == "binary")
+            self.assertEqual(json.loads(frames[-1][1]), {"type": "exit", "exit_code": 0})
             self.assertEqual(ws.close_code, 1000)
             self.assertTrue(out.startswith(b"hi\r\n"), out)
 
 
-class SessionLimit(unittest.TestCase):
+class SessionLimit(WithSprite):
     """api.max_sessions: one session too many gets a clear 429, and nothing else changes."""
-
-    @classmethod
-    def setUpClass(cls):
-        harness.require_root(cls)
-        if not BASE:
-            raise unittest.SkipTest("BALLPOINT_BASE_IMAGE not set")
-        cls.rt = Runtime(extra=["--set", f"base_image={BASE}", "--set", "api.max_sessions=3"])
-        cls.rt.wait_ready()
-        status, body, _ = cls.rt.request("POST", "/v1/sprites", body=json.dumps({"name": "lim"}).encode())
-        assert status == 201, body
-
-    @classmethod
-    def tearDownClass(cls):
-        code, _ = cls.rt.stop()
-        cls.rt.kill()
-        assert code == 0, cls.rt.console()
+    settings = ["api.max_sessions=3"]
 
     def test_one_session_too_many(self):
-        socks = [harness.exec_socket(self.rt, "lim", "cmd=sleep&cmd=100") for _ in range(3)]
+        socks = [harness.exec_socket(self.rt, "ab", "cmd=sleep&cmd=100") for _ in range(3)]
         try:
             self.assertTrue(all(ws.session_id for ws in socks))
-            extra = harness.WebSocket(self.rt, "/v1/sprites/lim/exec?cmd=true")
+            extra = harness.WebSocket(self.rt, "/v1/sprites/ab/exec?cmd=true")
             self.assertEqual(extra.status, 429)
             head = extra.buf.decode(errors="replace") + extra.sock.recv(4096).decode(errors="replace")
             self.assertIn("too_many_sessions", head)
             extra.sock.close()
-            status, body, hdrs = self.rt.request("POST", "/v1/sprites/lim/exec?cmd=true")
+            status, body, hdrs = self.rt.request("POST", "/v1/sprites/ab/exec?cmd=true")
             self.assertEqual((status, body["error"]), (429, "too_many_sessions"))
             self.assertEqual(hdrs["Retry-After"], "1")
-            with harness.WebSocket(self.rt, "/v1/sprites/lim/control") as ctl:
+            with harness.WebSocket(self.rt, "/v1/sprites/ab/control") as ctl:
                 ctl.send('control:{"type":"op.start","id":"1","op":"exec","args":{"cmd":["true"]}}')
                 kind, data = ctl.recv()
                 self.assertEqual(json.loads(data[len("control:"):])["args"]["code"], "too_many_sessions")
             # Listing and killing still work at the limit; a freed slot takes a new session.
-            status, body, _ = self.rt.request("GET", "/v1/sprites/lim/exec")
+            status, body, _ = self.rt.request("GET", "/v1/sprites/ab/exec")
             self.assertEqual(body["count"], 3)
-            status, _, _ = self.rt.request("POST", f"/v1/sprites/lim/exec/{socks[0].session_id}/kill?signal=KILL")
+            status, _, _ = self.rt.request("POST", f"/v1/sprites/ab/exec/{socks[0].session_id}/kill?signal=KILL")
             self.assertEqual(status, 200)
-            with harness.exec_socket(self.rt, "lim", "cmd=echo&cmd=room") as ws:
+            with harness.exec_socket(self.rt, "ab", "cmd=echo&cmd=room") as ws:
                 self.assertTrue(ws.session_id)
         finally:
             for ws in socks:
