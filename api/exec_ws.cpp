@@ -82,7 +82,8 @@ awaitable<void> exec_reader(WsStream& ws, std::shared_ptr<ExecSession> s, std::s
       if (auto chunk = s->input(ws.got_text(), bytes, false)) {
         // A process that does not read its stdin stops this reader; the socket's end
         // (its writer fails, keepalives included) must still end the wait.
-        if ((co_await (s->stdin_room() || a->out->wait_closed())).index() == 1) break;
+        auto woke = co_await (s->stdin_room() || a->out->wait_closed());  // never inside the if: GCC 12
+        if (woke.index() == 1) break;
         s->stdin_put(std::move(*chunk));
       }
     }
@@ -196,7 +197,8 @@ struct Control {
         }
       } else if (busy()) {
         if (auto chunk = session->input(ws.got_text(), bytes, true)) {
-          if ((co_await (session->stdin_room() || out->wait_closed())).index() == 1) break;
+          auto woke = co_await (session->stdin_room() || out->wait_closed());
+          if (woke.index() == 1) break;
           session->stdin_put(std::move(*chunk));
         }
       }  // data while idle: dropped (API.md 2.6)
