@@ -19,10 +19,9 @@
 #include "api/client_input.hpp"
 #include "api/live_session.hpp"
 #include "api/ports.hpp"
+#include "api/spawn.hpp"
 #include "common/log.hpp"
 #include "common/log_exit.hpp"
-#include "common/offload.hpp"
-#include "init/container/container.hpp"
 
 namespace bp::api {
 
@@ -88,42 +87,15 @@ awaitable<std::shared_ptr<ExecSession>> ExecSession::start(ExecParams p, std::st
                   : p.tty                           ? 0
                                                     : kDefaultNonTtyLingerMs;
 
-  container::EnterSpec spec;
-  spec.argv = p.argv;
-  spec.path = p.path;
-  spec.env = exec_environment(p);
-  spec.cwd = p.dir;
-  spec.tty = p.tty;
-  spec.rows = p.rows;
-  spec.cols = p.cols;
-  // Non-TTY: three pipes (stdin only when asked for); the child ends go to enter().
-  UniqueFd in_r, in_w, out_r, out_w, err_r, err_w;
-  bool pipes = true;
-  if (!p.tty) {
-    if (p.stdin) pipes &= make_pipe(in_r, in_w);
-    pipes &= make_pipe(out_r, out_w);
-    pipes &= make_pipe(err_r, err_w);
-    spec.stdin_fd = in_r.get();
-    spec.stdout_fd = out_w.get();
-    spec.stderr_fd = err_w.get();
-  }
-  auto container = deps.container(sprite);
-  auto ticket = deps.ticket();
-  Result<container::Process> proc = make_error("sprite '" + sprite + "' is not running", ESRCH);
-  if (!pipes) proc = sys_error("pipe2");
-  else if (container) proc = co_await offload(blocking, [&] { return container->enter(spec); });
-  in_r.reset();
-  out_w.reset();
-  err_w.reset();
-
+  Spawned sp = co_await spawn_exec(p, sprite, deps, blocking);
+  auto& proc = sp.proc;
   if (!proc) {
     // API.md 2.1.2: a spawn failure is reported through the stream, then 127 or 126.
     log.info("exec failed to start", {{"sprite", sprite}, {"session", s->id_}, {"err", proc.error().what}});
-    bool not_found = proc.error().code == ENOENT && proc.error().what.find("execve") != std::string::npos;
     std::string msg = "ballpoint: " + proc.error().what;
     s->record(p.tty ? msg + "\r\n" : "\x02" + msg + "\n");
     s->exited_ = s->ended_ = true;
-    s->exit_code_ = not_found ? 127 : 126;
+    s->exit_code_ = spawn_failure_code(proc.error());
     co_return s;
   }
   // The descriptors Asio will own, made before the session is listed: a failure here
@@ -142,7 +114,7 @@ awaitable<std::shared_ptr<ExecSession>> ExecSession::start(ExecParams p, std::st
   }
   s->pid_ = proc->pid;
   table.add(SessionInfo{s->id_, sprite, s->command_, p.dir, s->created_, 0, 0, p.tty, proc->pid, false, -1, 0, s});
-  deps.watch_exit(proc->pid, ticket, [s](int code) {
+  deps.watch_exit(proc->pid, sp.ticket, [s](int code) {
     s->exited_ = true;
     s->exit_code_ = code;
     s->exit_timer_.cancel();
@@ -156,9 +128,9 @@ awaitable<std::shared_ptr<ExecSession>> ExecSession::start(ExecParams p, std::st
     if (dup_out >= 0) out.emplace(nonblocking(ex, dup_out));
     if (dup_in >= 0) s->in_.emplace(nonblocking(ex, dup_in));
   } else {
-    out.emplace(nonblocking(ex, out_r.release()));
-    err.emplace(nonblocking(ex, err_r.release()));
-    if (in_w) s->in_.emplace(nonblocking(ex, in_w.release()));
+    out.emplace(nonblocking(ex, sp.out_r.release()));
+    err.emplace(nonblocking(ex, sp.err_r.release()));
+    if (sp.in_w) s->in_.emplace(nonblocking(ex, sp.in_w.release()));
   }
   if (s->in_) {
     s->stdin_open_ = true;

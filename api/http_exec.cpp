@@ -20,11 +20,10 @@
 
 #include "api/chunked.hpp"
 #include "api/exec_session_async.hpp"
+#include "api/spawn.hpp"
 #include "common/fd.hpp"
 #include "common/log.hpp"
 #include "common/log_exit.hpp"
-#include "common/offload.hpp"
-#include "init/container/container.hpp"
 
 namespace bp::api {
 
@@ -136,34 +135,13 @@ awaitable<bool> run_http_exec(beast::tcp_stream& stream, std::string body, ExecP
   auto ex = co_await asio::this_coro::executor;
   std::uint64_t session_id = 0;
   auto x = std::make_shared<HttpExec>(ex);
-  UniqueFd in_r, in_w, out_r, out_w, err_r, err_w;
-  bool pipes = true;
-  if (p.stdin) pipes &= make_pipe(in_r, in_w);
-  pipes &= make_pipe(out_r, out_w);
-  pipes &= make_pipe(err_r, err_w);
-
-  container::EnterSpec spec;
-  spec.argv = p.argv;
-  spec.path = p.path;
-  spec.env = exec_environment(p);
-  spec.cwd = p.dir;
-  spec.stdin_fd = in_r.get();
-  spec.stdout_fd = out_w.get();
-  spec.stderr_fd = err_w.get();
-  auto container = deps.container(sprite);
-  auto ticket = deps.ticket();
-  Result<container::Process> proc = make_error("sprite '" + sprite + "' is not running", ESRCH);
-  if (!pipes) proc = sys_error("pipe2");
-  else if (container) proc = co_await offload(blocking, [&] { return container->enter(spec); });
-  in_r.reset();
-  out_w.reset();
-  err_w.reset();
+  Spawned sp = co_await spawn_exec(p, sprite, deps, blocking);  // p.tty is false here (400 before)
+  auto& proc = sp.proc;
 
   if (!proc) {
-    bool not_found = proc.error().code == ENOENT && proc.error().what.find("execve") != std::string::npos;
     x->pending[1] = "ballpoint: " + proc.error().what + "\n";
     x->exited = true;
-    x->exit_code = not_found ? 127 : 126;
+    x->exit_code = spawn_failure_code(proc.error());
   } else {
     x->pid = proc->pid;
     // Listed and killable like any session (API.md 2.3, 2.4); there is nothing to attach to.
@@ -171,21 +149,21 @@ awaitable<bool> run_http_exec(beast::tcp_stream& stream, std::string body, ExecP
     x->session_id = session_id;
     x->sessions = &sessions;
     list(sessions, session_id, sprite, p, proc->pid);
-    deps.watch_exit(proc->pid, ticket, [x](int code) {
+    deps.watch_exit(proc->pid, sp.ticket, [x](int code) {
       x->exited = true;
       x->exit_code = code;
       x->exit_timer.cancel();
       x->sessions->exited(x->session_id, code);
     });
     for (int i = 0; i < 2; ++i) {
-      int fd = (i == 0 ? out_r : err_r).release();
+      int fd = (i == 0 ? sp.out_r : sp.err_r).release();
       ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_NONBLOCK);
       x->streams[i].emplace(ex, fd);
       ++x->open_streams;
       asio::co_spawn(ex, [x, i] { return pump(x, i); }, log_exit("api.http_exec"));
     }
-    if (in_w) {
-      int fd = in_w.release();
+    if (sp.in_w) {
+      int fd = sp.in_w.release();
       ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_NONBLOCK);
       auto data = std::make_shared<const std::string>(std::move(body));
       asio::co_spawn(ex, [x, fd, data] { return feed_stdin(x, fd, data); }, log_exit("api.http_exec"));

@@ -177,12 +177,14 @@ class FileStore final : public ObjectStore {
     std::error_code ec;
     for (auto it = fs::recursive_directory_iterator(dir_, ec); !ec && it != fs::recursive_directory_iterator();
          it.increment(ec)) {
-      std::string rel = fs::relative(it->path(), dir_).string();
+      // Paths under dir_ by construction: the relative key is the rest of the path.
+      std::string rel = it->path().string().substr(dir_.size() + 1);
+      std::error_code tec;
       if (it.depth() == 0 && (rel == kTmp || rel == kLock)) {
-        if (it->is_directory()) it.disable_recursion_pending();
+        if (it->is_directory(tec)) it.disable_recursion_pending();
         continue;
       }
-      if (!it->is_regular_file() || !rel.starts_with(prefix)) continue;
+      if (!it->is_regular_file(tec) || !rel.starts_with(prefix)) continue;
       auto info = head(rel);
       if (!info) continue;  // deleted meanwhile
       out.push_back(std::move(*info));
