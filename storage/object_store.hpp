@@ -53,4 +53,17 @@ bool valid_object_key(const std::string& key);
 // file://DIR (DIR absolute; created if missing).
 Result<std::unique_ptr<ObjectStore>> open_file_store(const std::string& url);
 
+// How to reach and sign for an S3-compatible store (never logged, never given to a
+// container).
+struct S3Credentials {
+  std::string access_key;
+  std::string secret_key;
+  std::string region = "us-east-1";
+};
+
+// s3://HOST[:PORT]/BUCKET[/PREFIX] (HTTPS) or s3+http://... (plain HTTP, for a local
+// RGW or MinIO); s3_store.cpp documents the query options. Checks nothing over the
+// network: the first call does.
+Result<std::unique_ptr<ObjectStore>> open_s3_store(const std::string& url, const S3Credentials& creds);
+
 }  // namespace bp::storage

@@ -1,0 +1,856 @@
+// storage/volume.cpp — the volume engine (see volume.hpp).
+//
+// Locks: write_mu_ serialises writers (journal appends are sequential) and is taken by
+// the flusher only to rotate the active journal file, so a writer never appends to a
+// file that is already being packed. mu_ guards the maps, the journal file list and the
+// counters; readers hold it only to resolve where blocks are, never across I/O. Lock
+// order: write_mu_, then mu_. cache_mu_ is a leaf.
+#include "storage/volume.hpp"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <condition_variable>
+#include <cstring>
+#include <deque>
+#include <map>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <random>
+#include <thread>
+
+#include "common/fd.hpp"
+#include "common/log.hpp"
+#include "storage/extent_map.hpp"
+#include "storage/journal.hpp"
+#include "storage/map_db.hpp"
+#include "storage/segment.hpp"
+
+namespace bp::storage {
+
+using Clock = std::chrono::steady_clock;
+using nlohmann::json;
+
+Result<Durability> parse_durability(const std::string& s) {
+  if (s == "strict") return Durability::strict;
+  if (s == "local") return Durability::local;
+  return make_error("durability must be strict or local, not '" + s + "'", EINVAL);
+}
+
+namespace {
+
+constexpr std::uint64_t kSegmentTarget = 8u << 20;  // raw bytes per segment
+constexpr std::uint64_t kRotateMax = 32u << 20;     // journal file size that starts a new one
+constexpr std::uint64_t kReadPiece = 1u << 20;      // journal bytes packed at a time
+
+std::string hex16(std::uint64_t v) {
+  char b[17];
+  std::snprintf(b, sizeof b, "%016llx", static_cast<unsigned long long>(v));
+  return b;
+}
+
+std::string volume_key(const std::string& name, const std::string& rest) { return "volumes/" + name + "/" + rest; }
+
+bool valid_volume_name(const std::string& n) {
+  if (n.empty() || n.size() > 100) return false;
+  return std::all_of(n.begin(), n.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_' || c == '.';
+  }) && n.front() != '.';
+}
+
+Status mkdir_p(const std::string& path) {
+  if (::mkdir(path.c_str(), 0700) != 0 && errno != EEXIST) return sys_error("mkdir(" + path + ")");
+  return {};
+}
+
+Status pread_all(int fd, char* buf, std::size_t n, std::uint64_t at) {
+  while (n > 0) {
+    ssize_t r = ::pread(fd, buf, n, static_cast<off_t>(at));
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0) return sys_error("pread");
+    if (r == 0) return make_error("pread: unexpected end of file", EIO);
+    buf += r;
+    n -= static_cast<std::size_t>(r);
+    at += static_cast<std::uint64_t>(r);
+  }
+  return {};
+}
+
+bool pwrite_all(int fd, const char* buf, std::size_t n, std::uint64_t at) {
+  while (n > 0) {
+    ssize_t w = ::pwrite(fd, buf, n, static_cast<off_t>(at));
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) return false;
+    buf += w;
+    n -= static_cast<std::size_t>(w);
+    at += static_cast<std::uint64_t>(w);
+  }
+  return true;
+}
+
+// A journal file. Readers keep it alive through a shared_ptr, so one that is deleted
+// after its upload can still be read by a request that resolved to it a moment before.
+struct JFile {
+  std::uint64_t id = 0;
+  UniqueFd fd;
+  std::uint64_t size = 0;    // bytes of good records
+  std::uint64_t synced = 0;  // bytes an fdatasync covered
+};
+
+// Parses "…/data/<16 hex>" into the seq.
+std::optional<std::uint64_t> seq_of_key(const std::string& key) {
+  auto slash = key.rfind('/');
+  std::string tail = key.substr(slash == std::string::npos ? 0 : slash + 1);
+  if (tail.size() != 16 || tail.find_first_not_of("0123456789abcdef") != std::string::npos) return std::nullopt;
+  return std::stoull(tail, nullptr, 16);
+}
+
+}  // namespace
+
+struct Volume::Impl {
+  ObjectStore& store;
+  VolumeOptions o;
+  Logger log{"storage.volume"};
+  std::unique_ptr<MapDb> db;
+  std::uint64_t gen = 1;
+  std::uint64_t size = 0;
+  std::vector<std::string> sources;  // src id -> volume name (0 = this one)
+  std::string journal_dir, cache_dir;
+  std::uint64_t rotate_at = kRotateMax;
+
+  std::mutex write_mu;
+  std::mutex mu;
+  std::condition_variable cv;  // flusher wake-ups, room in the journal, applied files
+  ExtentMap clean;  // uploaded blocks (the map)
+  ExtentMap dirty;  // blocks still in the journal (over clean)
+  std::shared_ptr<JFile> active;
+  std::deque<std::shared_ptr<JFile>> sealed;  // waiting for upload, oldest first
+  std::uint64_t journal_bytes = 0;
+  std::uint64_t next_journal = 1, applied_journal = 0;
+  std::uint64_t next_seq = 1, applied_seq = 0;
+  Clock::time_point active_since{};  // first write into the active file
+  bool dir_dirty = false;            // journal/ has a file its directory has not synced
+  bool seal_requested = false, stopping = false, closed = false;
+  Clock::time_point stop_deadline{};
+  std::string last_error;  // the flusher's last failure, for the errors of flush()
+  VolumeStats st;
+  std::thread flusher;
+
+  std::mutex cache_mu;
+  struct CacheFile {
+    std::uint64_t bytes = 0, used = 0;
+  };
+  std::map<std::string, CacheFile> cache_files;
+  std::uint64_t cache_bytes = 0, cache_tick = 0;
+
+  Impl(ObjectStore& s, VolumeOptions opts) : store(s), o(std::move(opts)) {}
+
+  std::string data_key(std::uint32_t src, std::uint64_t seq) const {
+    return volume_key(sources.at(src), "data/" + hex16(seq));
+  }
+
+  // ---- opening -----------------------------------------------------------------
+
+  Status open_manifest() {
+    std::string key = volume_key(o.name, "volume.json");
+    auto got = store.get(key);
+    if (!got && got.error().code == ENOENT) {
+      if (!o.create)
+        return make_error("volume " + o.name + " is not in the object store " + store.url() +
+                              " (refusing to start it as a new empty disk)",
+                          ENOENT);
+      json m = {{"format", 1}, {"size", o.size}, {"block_size", kBlock}};
+      if (!o.parent.empty()) m["parent"] = {{"volume", o.parent}, {"seq", o.parent_seq}};
+      auto put = store.put(key, m.dump() + "\n", PutIf::none_match());
+      if (!put && put.error().code != EEXIST) return std::move(put).error().wrap("create volume " + o.name);
+      got = store.get(key);
+    }
+    if (!got) return std::move(got).error().wrap("volume " + o.name + ": object store " + store.url());
+    json m = json::parse(*got, nullptr, false);
+    if (m.is_discarded() || !m.is_object() || !m.contains("size") || !m["size"].is_number_unsigned())
+      return make_error("volume " + o.name + ": its manifest " + key + " is not valid", EBADMSG);
+    size = m["size"].get<std::uint64_t>();
+    if (size == 0 || size % kBlock != 0) return make_error("volume " + o.name + ": bad size in manifest", EBADMSG);
+    sources = {o.name};
+    if (m.contains("parent") && m["parent"].is_object()) {
+      o.parent = m["parent"].value("volume", "");
+      o.parent_seq = m["parent"].value("seq", std::uint64_t{0});
+      if (!valid_volume_name(o.parent)) return make_error("volume " + o.name + ": bad parent in manifest", EBADMSG);
+      sources.push_back(o.parent);
+    } else {
+      o.parent.clear();
+    }
+    return {};
+  }
+
+  // Reads a segment's header and index.
+  Result<SegmentIndex> fetch_index(const std::string& key) {
+    auto head = store.get(key, 0, 64 * 1024);
+    if (!head) return std::move(head).error();
+    auto len = segment_index_length(*head);
+    if (!len) return std::move(len).error().wrap(key);
+    if (head->size() < kSegmentHeader + *len) {
+      head = store.get(key, 0, kSegmentHeader + *len);
+      if (!head) return std::move(head).error();
+    }
+    auto idx = decode_segment_index(*head);
+    if (!idx) return std::move(idx).error().wrap(key);
+    return idx;
+  }
+
+  // Applies volume `vol`'s complete journal files whose segments are in (after, upto]
+  // to the map as source src. Returns the highest seq seen at all (a new segment must
+  // not reuse it, even one of an incomplete file).
+  Result<std::uint64_t> replay(const std::string& vol, std::uint32_t src, std::uint64_t after,
+                               std::optional<std::uint64_t> upto) {
+    auto listed = store.list(volume_key(vol, "data/"));
+    if (!listed) return std::move(listed).error().wrap("list segments of " + vol);
+    std::uint64_t max_seq = 0;
+    std::vector<SegmentIndex> group;
+    for (const auto& obj : *listed) {
+      auto seq = seq_of_key(obj.key);
+      if (!seq) continue;
+      max_seq = std::max(max_seq, *seq);
+      if (*seq <= after || (upto && *seq > *upto)) continue;
+      auto idx = fetch_index(obj.key);
+      if (!idx) return std::move(idx).error().wrap("replay " + vol);
+      if (idx->seq != *seq) return make_error("replay " + vol + ": " + obj.key + " says it is seq " + std::to_string(idx->seq), EBADMSG);
+      // A journal file's parts have consecutive seqs; anything else is the remains of an
+      // upload a crash cut short, superseded by a later complete one.
+      bool follows = !group.empty() && group.back().seq + 1 == idx->seq && idx->part == group.size() &&
+                     idx->parts == group.front().parts && idx->journal == group.front().journal;
+      if (idx->part == 0) {
+        group.clear();
+      } else if (!follows) {
+        log.warn("skipping the segment of an interrupted upload", {{"volume", vol}, {"seq", *seq}});
+        group.clear();
+        continue;
+      }
+      group.push_back(std::move(*idx));
+      if (group.size() < group.front().parts) continue;
+      std::vector<MapDb::Update> ups;
+      std::uint64_t journal = group.front().journal;
+      for (const auto& seg : group)
+        for (const auto& e : seg.entries) {
+          if (e.trim) {
+            ups.push_back({e.lba, e.blocks, Loc{}});
+          } else {
+            Loc l{Loc::object, src, seg.seq, 0, e.frame_off, e.frame_len, e.lba, e.blocks};
+            ups.push_back({e.lba, e.blocks, l});
+          }
+        }
+      std::vector<std::pair<std::string, std::string>> vals;
+      if (src == 0) {
+        vals = {{"applied_seq", std::to_string(group.back().seq)}};
+        if (journal > db->get_u64("journal_applied")) vals.push_back({"journal_applied", std::to_string(journal)});
+      }
+      if (auto s = db->apply(gen, ups, vals); !s) return std::move(s).error();
+      group.clear();
+    }
+    return max_seq;
+  }
+
+  Status open_db() {
+    if (auto s = mkdir_p(o.dir); !s) return s;
+    journal_dir = o.dir + "/journal";
+    cache_dir = o.dir + "/cache";
+    for (const auto& d : {journal_dir, cache_dir})
+      if (auto s = mkdir_p(d); !s) return s;
+    auto d = MapDb::open(o.dir + "/map.db");
+    if (!d) return std::move(d).error();
+    db = std::move(*d);
+    auto g = db->head();
+    if (!g) return std::move(g).error();
+    gen = *g;
+    auto known = db->get("name");
+    if (known && *known != o.name)
+      return make_error(o.dir + " holds volume " + *known + ", not " + o.name, EINVAL);
+    if (!known) {
+      // Fresh local state: the map comes from the object store (the parent's part
+      // first). "name" is written last, so a crash in between starts over.
+      if (!o.parent.empty()) {
+        auto r = replay(o.parent, 1, 0, o.parent_seq);
+        if (!r) return std::move(r).error();
+      }
+      if (auto s = db->apply(gen, {}, {{"name", o.name}, {"size", std::to_string(size)}}); !s) return s;
+    }
+    // Catch up with segments uploaded after the last commit (a crash in between).
+    auto max_seq = replay(o.name, 0, db->get_u64("applied_seq"), std::nullopt);
+    if (!max_seq) return std::move(max_seq).error();
+    applied_seq = db->get_u64("applied_seq");
+    applied_journal = db->get_u64("journal_applied");
+    next_seq = std::max(*max_seq, applied_seq) + 1;
+    auto m = db->load(gen);
+    if (!m) return std::move(m).error();
+    clean = std::move(*m);
+    return {};
+  }
+
+  // The journal files a crash left: what is not in the map yet goes back in dirty.
+  Status open_journal() {
+    std::vector<std::uint64_t> ids;
+    if (DIR* d = ::opendir(journal_dir.c_str())) {
+      while (dirent* e = ::readdir(d)) {
+        std::string n = e->d_name;
+        if (n.size() == 16 && n.find_first_not_of("0123456789abcdef") == std::string::npos)
+          ids.push_back(std::stoull(n, nullptr, 16));
+      }
+      ::closedir(d);
+    }
+    std::sort(ids.begin(), ids.end());
+    next_journal = std::max(applied_journal, ids.empty() ? 0 : ids.back()) + 1;
+    std::uint64_t replayed = 0;
+    for (std::uint64_t id : ids) {
+      std::string path = journal_dir + "/" + hex16(id);
+      if (id <= applied_journal) {  // in the map already: the crash came before its deletion
+        ::unlink(path.c_str());
+        continue;
+      }
+      auto f = std::make_shared<JFile>();
+      f->id = id;
+      f->fd = UniqueFd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+      if (!f->fd) return sys_error("open(" + path + ")");
+      auto scan = journal_scan(f->fd.get());
+      if (!scan) return std::move(scan).error().wrap(path);
+      if (scan->torn) log.warn("journal file ends in a torn record (a crash mid-write): dropped the tail",
+                               {{"file", path}, {"kept", scan->end}});
+      if (scan->records.empty()) {
+        ::unlink(path.c_str());
+        continue;
+      }
+      for (const auto& r : scan->records) {
+        if (r.kind == JournalRecord::trim)
+          dirty.assign(r.lba, r.blocks, Loc{Loc::zero, 0, id});
+        else
+          dirty.assign(r.lba, r.blocks,
+                       Loc{Loc::journal, 0, id, static_cast<std::int64_t>(r.data_offset) - static_cast<std::int64_t>(r.lba * kBlock)});
+      }
+      f->size = f->synced = scan->end;
+      journal_bytes += f->size;
+      sealed.push_back(std::move(f));
+      ++replayed;
+    }
+    if (replayed) log.info("journal replayed", {{"volume", o.name}, {"files", replayed}, {"bytes", journal_bytes}});
+    return new_active();
+  }
+
+  Status new_active() {
+    auto f = std::make_shared<JFile>();
+    f->id = next_journal++;
+    std::string path = journal_dir + "/" + hex16(f->id);
+    f->fd = UniqueFd(::open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
+    if (!f->fd) return sys_error("create(" + path + ")");
+    active = std::move(f);
+    dir_dirty = true;
+    return {};
+  }
+
+  void load_cache_index() {
+    if (DIR* d = ::opendir(cache_dir.c_str())) {
+      while (dirent* e = ::readdir(d)) {
+        if (e->d_name[0] == '.') continue;
+        struct stat s {};
+        std::string p = cache_dir + "/" + e->d_name;
+        if (::stat(p.c_str(), &s) != 0) continue;
+        auto bytes = static_cast<std::uint64_t>(s.st_blocks) * 512;
+        cache_files[e->d_name] = {bytes, 0};
+        cache_bytes += bytes;
+      }
+      ::closedir(d);
+    }
+  }
+
+  // ---- writing -----------------------------------------------------------------
+
+  // Waits (outside write_mu, so the flusher can still rotate) while the journal is full.
+  Status wait_for_room() {
+    std::unique_lock lk(mu);
+    cv.wait(lk, [&] { return journal_bytes < o.journal_limit || stopping; });
+    if (stopping) return make_error("volume " + o.name + " is closing", EIO);
+    return {};
+  }
+
+  // Appends whole blocks; the caller holds write_mu.
+  Status append(std::uint64_t lba, std::span<const char> data) {
+    std::shared_ptr<JFile> f;
+    {
+      std::lock_guard lk(mu);
+      f = active;
+    }
+    auto end = journal_append_write(f->fd.get(), f->size, lba, data);
+    if (!end) return std::move(end).error().wrap("volume " + o.name);
+    std::lock_guard lk(mu);
+    auto data_off = static_cast<std::int64_t>(f->size + kJournalHeader);
+    dirty.assign(lba, data.size() / kBlock, Loc{Loc::journal, 0, f->id, data_off - static_cast<std::int64_t>(lba * kBlock)});
+    note_append(*end - f->size);
+    f->size = *end;
+    st.bytes_written += data.size();
+    return maybe_rotate();
+  }
+
+  Status append_trim(std::uint64_t lba, std::uint64_t blocks) {
+    std::shared_ptr<JFile> f;
+    {
+      std::lock_guard lk(mu);
+      f = active;
+    }
+    auto end = journal_append_trim(f->fd.get(), f->size, lba, blocks);
+    if (!end) return std::move(end).error().wrap("volume " + o.name);
+    std::lock_guard lk(mu);
+    dirty.assign(lba, blocks, Loc{Loc::zero, 0, f->id});
+    note_append(*end - f->size);
+    f->size = *end;
+    return maybe_rotate();
+  }
+
+  void note_append(std::uint64_t bytes) {
+    if (active->size == 0) active_since = Clock::now();
+    journal_bytes += bytes;
+    cv.notify_all();
+  }
+
+  // With mu held: a full active file is sealed and a new one started.
+  Status maybe_rotate() {
+    if (active->size < rotate_at) return {};
+    return rotate();
+  }
+
+  Status rotate() {
+    if (active->size == 0) return {};
+    sealed.push_back(active);
+    cv.notify_all();
+    return new_active();
+  }
+
+  // Whole blocks [first, first + n) with data patched in at byte `skip` of the first.
+  Status write_patched(std::uint64_t offset, std::span<const char> data) {
+    std::uint64_t first = offset / kBlock, last = (offset + data.size() - 1) / kBlock;
+    std::string buf((last - first + 1) * kBlock, '\0');
+    if (offset % kBlock != 0)
+      if (auto s = read_blocks(first, 1, buf.data()); !s) return s;
+    if ((offset + data.size()) % kBlock != 0 && (last != first || offset % kBlock == 0))
+      if (auto s = read_blocks(last, 1, buf.data() + (last - first) * kBlock); !s) return s;
+    std::memcpy(buf.data() + offset % kBlock, data.data(), data.size());
+    return append(first, buf);
+  }
+
+  // ---- reading -----------------------------------------------------------------
+
+  struct Piece {
+    std::uint64_t lba, n;
+    Loc loc;  // zero when unmapped
+    std::shared_ptr<JFile> file;
+  };
+
+  std::shared_ptr<JFile> file_of(std::uint64_t id) {
+    if (active && active->id == id) return active;
+    for (auto& f : sealed)
+      if (f->id == id) return f;
+    return nullptr;
+  }
+
+  Status read_blocks(std::uint64_t lba, std::uint64_t n, char* out) {
+    std::vector<Piece> pieces;
+    {
+      std::lock_guard lk(mu);
+      dirty.visit(lba, n, [&](std::uint64_t a, std::uint64_t len, const Loc* l) {
+        if (l) {
+          pieces.push_back({a, len, *l, l->kind == Loc::journal ? file_of(l->id) : nullptr});
+          return;
+        }
+        clean.visit(a, len, [&](std::uint64_t b, std::uint64_t blen, const Loc* cl) {
+          pieces.push_back({b, blen, cl ? *cl : Loc{}, nullptr});
+        });
+      });
+    }
+    for (const auto& p : pieces) {
+      char* dst = out + (p.lba - lba) * kBlock;
+      switch (p.loc.kind) {
+        case Loc::zero:
+          std::memset(dst, 0, p.n * kBlock);
+          break;
+        case Loc::journal: {
+          if (!p.file) return make_error("volume " + o.name + ": journal file " + hex16(p.loc.id) + " is gone", EIO);
+          auto at = static_cast<std::uint64_t>(p.loc.delta + static_cast<std::int64_t>(p.lba * kBlock));
+          if (auto s = pread_all(p.file->fd.get(), dst, p.n * kBlock, at); !s)
+            return std::move(s).error().wrap("volume " + o.name + ": read journal");
+          break;
+        }
+        case Loc::object: {
+          auto frame = get_frame(p.loc);
+          if (!frame) return std::move(frame).error();
+          std::memcpy(dst, frame->data() + (p.lba - p.loc.frame_lba) * kBlock, p.n * kBlock);
+          break;
+        }
+      }
+    }
+    return {};
+  }
+
+  std::string cache_name(const Loc& l) const { return std::to_string(l.src) + "-" + hex16(l.id); }
+
+  void touch_cache(const std::string& name, std::uint64_t added) {
+    std::lock_guard lk(cache_mu);
+    auto& c = cache_files[name];
+    c.bytes += added;
+    c.used = ++cache_tick;
+    cache_bytes += added;
+    while (cache_bytes > o.cache_limit && cache_files.size() > 1) {
+      auto oldest = std::min_element(cache_files.begin(), cache_files.end(),
+                                     [](const auto& a, const auto& b) { return a.second.used < b.second.used; });
+      if (oldest->first == name) break;
+      ::unlink((cache_dir + "/" + oldest->first).c_str());
+      cache_bytes -= std::min(cache_bytes, oldest->second.bytes);
+      cache_files.erase(oldest);
+    }
+  }
+
+  // A frame, decoded: from the cache file if it holds a good copy, else from the store
+  // (with read-ahead), which then goes into the cache. A bad copy in the cache (a torn
+  // write, a flipped bit, a hole) fails its checksum and is fetched again.
+  Result<std::string> get_frame(const Loc& l) {
+    std::string name = cache_name(l);
+    std::string path = cache_dir + "/" + name;
+    std::string raw(l.frame_len, '\0');
+    if (UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC)); fd) {
+      if (pread_all(fd.get(), raw.data(), raw.size(), l.frame_off)) {
+        auto out = decode_frame(raw, l.frame_blocks);
+        if (out) {
+          touch_cache(name, 0);
+          return out;
+        }
+      }
+    }
+    std::uint64_t want = std::max<std::uint64_t>(l.frame_len, o.readahead);
+    auto got = store.get(data_key(l.src, l.id), l.frame_off, want);
+    if (!got) return std::move(got).error().wrap("volume " + o.name + ": read " + data_key(l.src, l.id));
+    if (got->size() < l.frame_len) return make_error("volume " + o.name + ": " + data_key(l.src, l.id) + " is truncated", EIO);
+    auto out = decode_frame(std::span<const char>(got->data(), l.frame_len), l.frame_blocks);
+    if (!out) return make_error("volume " + o.name + ": " + data_key(l.src, l.id) + " is corrupt in the object store: " + out.error().what, EIO);
+    if (UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0600)); fd)
+      if (pwrite_all(fd.get(), got->data(), got->size(), l.frame_off)) touch_cache(name, got->size());
+    return out;
+  }
+
+  // ---- the flusher ---------------------------------------------------------------
+
+  // Packs one sealed journal file into segments, uploads them, then commits the map.
+  Status pack(const std::shared_ptr<JFile>& f) {
+    if (f->synced < f->size) {
+      if (::fdatasync(f->fd.get()) != 0) return sys_error("fdatasync(journal)");
+      std::lock_guard lk(mu);
+      f->synced = f->size;
+    }
+    std::vector<std::pair<std::uint64_t, ExtentMap::Run>> runs;
+    {
+      std::lock_guard lk(mu);
+      for (const auto& [lba, r] : dirty.runs())
+        if (r.loc.kind != Loc::object && r.loc.id == f->id) runs.emplace_back(lba, r);
+    }
+    std::vector<std::unique_ptr<SegmentBuilder>> segs;
+    segs.push_back(std::make_unique<SegmentBuilder>());
+    std::string buf;
+    for (const auto& [lba, r] : runs) {
+      if (segs.back()->raw_bytes() >= kSegmentTarget) segs.push_back(std::make_unique<SegmentBuilder>());
+      if (r.loc.kind == Loc::zero) {
+        segs.back()->add_trim(lba, r.len);
+        continue;
+      }
+      for (std::uint64_t b = 0; b < r.len;) {
+        std::uint64_t n = std::min<std::uint64_t>(r.len - b, kReadPiece / kBlock);
+        buf.resize(n * kBlock);
+        auto at = static_cast<std::uint64_t>(r.loc.delta + static_cast<std::int64_t>((lba + b) * kBlock));
+        if (auto s = pread_all(f->fd.get(), buf.data(), buf.size(), at); !s) return std::move(s).error().wrap("pack journal");
+        segs.back()->add_data(lba + b, buf);
+        b += n;
+        if (b < r.len && segs.back()->raw_bytes() >= kSegmentTarget) segs.push_back(std::make_unique<SegmentBuilder>());
+      }
+    }
+    if (segs.back()->empty() && segs.size() > 1) segs.pop_back();
+    bool nothing = segs.size() == 1 && segs[0]->empty();  // all of it overwritten later
+
+    std::vector<MapDb::Update> ups;
+    std::uint64_t first = next_seq, last = applied_seq;
+    if (!nothing) {
+      auto parts = static_cast<std::uint32_t>(segs.size());
+      for (std::uint32_t i = 0; i < parts; ++i) {
+        std::uint64_t seq = first + i;
+        std::string obj = segs[i]->finish(seq, i, parts, f->id);
+        if (auto s = upload(seq, obj); !s) return s;
+        for (const auto& e : segs[i]->entries())
+          ups.push_back(e.trim ? MapDb::Update{e.lba, e.blocks, Loc{}}
+                               : MapDb::Update{e.lba, e.blocks, Loc{Loc::object, 0, seq, 0, e.frame_off, e.frame_len, e.lba, e.blocks}});
+      }
+      last = first + parts - 1;
+      next_seq = last + 1;
+    }
+    if (auto s = db->apply(gen, ups, {{"applied_seq", std::to_string(last)}, {"journal_applied", std::to_string(f->id)}}); !s)
+      return s;
+    {
+      std::lock_guard lk(mu);
+      for (const auto& u : ups) {
+        if (u.loc.kind == Loc::object)
+          clean.assign(u.lba, u.blocks, u.loc);
+        else
+          clean.erase(u.lba, u.blocks);
+      }
+      auto& rs = dirty.runs();
+      for (auto it = rs.begin(); it != rs.end();)
+        it = (it->second.loc.kind != Loc::object && it->second.loc.id == f->id) ? rs.erase(it) : std::next(it);
+      journal_bytes -= f->size;
+      sealed.pop_front();
+      applied_journal = f->id;
+      applied_seq = last;
+      st.applied_seq = last;
+      cv.notify_all();
+    }
+    ::unlink((journal_dir + "/" + hex16(f->id)).c_str());
+    return {};
+  }
+
+  // Puts one segment. EEXIST means an earlier attempt of this very put got through
+  // before its answer was lost: seqs are never handed out twice.
+  Status upload(std::uint64_t seq, const std::string& obj) {
+    auto r = store.put(data_key(0, seq), obj, PutIf::none_match());
+    if (!r && r.error().code != EEXIST) return std::move(r).error().wrap("upload segment " + hex16(seq));
+    {
+      std::lock_guard lk(mu);
+      st.bytes_uploaded += obj.size();
+      ++st.segments;
+    }
+    // The new segment goes into the cache too: it is what the next reads of these blocks want.
+    std::string name = std::to_string(0) + "-" + hex16(seq);
+    if (UniqueFd fd(::open((cache_dir + "/" + name).c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600)); fd)
+      if (pwrite_all(fd.get(), obj.data(), obj.size(), 0)) touch_cache(name, obj.size());
+    return {};
+  }
+
+  void run_flusher() {
+    auto backoff = std::chrono::milliseconds(100);
+    bool failing = false;
+    for (;;) {
+      bool want_rotate = false;
+      {
+        std::unique_lock lk(mu);
+        auto due = [&] {
+          return active->size > 0 && (seal_requested || stopping || Clock::now() - active_since >= o.sync_interval);
+        };
+        // The deadline moves with the first write into the active file, so it is
+        // recomputed at every wake-up.
+        while (!(stopping || !sealed.empty() || due()))
+          cv.wait_until(lk, active->size > 0 ? active_since + o.sync_interval : Clock::now() + std::chrono::hours(1));
+        if (stopping && sealed.empty() && active->size == 0) return;
+        want_rotate = due();
+        if (active->size == 0) seal_requested = false;
+      }
+      if (want_rotate) {
+        std::scoped_lock lk(write_mu, mu);
+        if (auto s = rotate(); !s) log.error("cannot start a journal file", {{"volume", o.name}, {"error", s.error().what}});
+        seal_requested = false;
+      }
+      for (;;) {
+        std::shared_ptr<JFile> f;
+        {
+          std::lock_guard lk(mu);
+          if (sealed.empty()) break;
+          f = sealed.front();
+        }
+        auto s = pack(f);
+        if (s) {
+          if (failing) log.info("uploads resumed", {{"volume", o.name}});
+          failing = false;
+          backoff = std::chrono::milliseconds(100);
+          continue;
+        }
+        {
+          std::unique_lock lk(mu);
+          last_error = s.error().what;
+          if (!failing) log.warn("upload failed; retrying", {{"volume", o.name}, {"error", s.error().what}});
+          failing = true;
+          if (stopping && Clock::now() >= stop_deadline) return;
+          cv.wait_for(lk, backoff, [&] { return stopping && Clock::now() >= stop_deadline; });
+        }
+        backoff = std::min(backoff * 2, std::chrono::milliseconds(5000));
+      }
+    }
+  }
+
+  // Makes every journal byte written so far durable locally.
+  Status sync_local() {
+    std::vector<std::pair<std::shared_ptr<JFile>, std::uint64_t>> todo;
+    bool sync_dir;
+    {
+      std::lock_guard lk(mu);
+      for (auto& f : sealed)
+        if (f->synced < f->size) todo.emplace_back(f, f->size);
+      if (active->synced < active->size) todo.emplace_back(active, active->size);
+      sync_dir = dir_dirty;
+      dir_dirty = false;
+    }
+    for (auto& [f, upto] : todo) {
+      if (::fdatasync(f->fd.get()) != 0) return sys_error("volume " + o.name + ": fdatasync(journal)");
+      std::lock_guard lk(mu);
+      f->synced = std::max(f->synced, upto);
+    }
+    if (sync_dir) {
+      UniqueFd d(::open(journal_dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+      if (!d || ::fsync(d.get()) != 0) {
+        std::lock_guard lk(mu);
+        dir_dirty = true;
+        return sys_error("volume " + o.name + ": fsync(journal/)");
+      }
+    }
+    return {};
+  }
+};
+
+Volume::Volume(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+Volume::~Volume() {
+  if (auto s = close(); !s) impl_->log.error("volume closed with data not uploaded", {{"error", s.error().what}});
+}
+
+Result<std::unique_ptr<Volume>> Volume::open(ObjectStore& store, VolumeOptions opts) {
+  if (!valid_volume_name(opts.name)) return make_error("bad volume name '" + opts.name + "'", EINVAL);
+  auto impl = std::make_unique<Impl>(store, std::move(opts));
+  Impl& v = *impl;
+  v.rotate_at = std::max<std::uint64_t>(kBlock * 64, std::min(kRotateMax, v.o.journal_limit / 4));
+  if (auto s = v.open_manifest(); !s) return std::move(s).error();
+  if (auto s = v.open_db(); !s) return std::move(s).error().wrap("volume " + v.o.name);
+  if (auto s = v.open_journal(); !s) return std::move(s).error().wrap("volume " + v.o.name);
+  v.load_cache_index();
+  v.st.applied_seq = v.applied_seq;
+  v.flusher = std::thread([&v] { v.run_flusher(); });
+  return std::unique_ptr<Volume>(new Volume(std::move(impl)));
+}
+
+std::uint64_t Volume::size() const { return impl_->size; }
+const std::string& Volume::name() const { return impl_->o.name; }
+
+Status Volume::read(std::uint64_t offset, std::span<char> buf) {
+  Impl& v = *impl_;
+  if (offset > v.size || buf.size() > v.size - offset) return make_error("read past the end of the volume", EINVAL);
+  if (buf.empty()) return {};
+  if (offset % kBlock == 0 && buf.size() % kBlock == 0) return v.read_blocks(offset / kBlock, buf.size() / kBlock, buf.data());
+  std::uint64_t first = offset / kBlock, last = (offset + buf.size() - 1) / kBlock;
+  std::string tmp((last - first + 1) * kBlock, '\0');
+  if (auto s = v.read_blocks(first, last - first + 1, tmp.data()); !s) return s;
+  std::memcpy(buf.data(), tmp.data() + offset % kBlock, buf.size());
+  return {};
+}
+
+Status Volume::write(std::uint64_t offset, std::span<const char> data) {
+  Impl& v = *impl_;
+  if (offset > v.size || data.size() > v.size - offset) return make_error("write past the end of the volume", EINVAL);
+  if (data.empty()) return {};
+  if (auto s = v.wait_for_room(); !s) return s;
+  std::lock_guard w(v.write_mu);
+  if (offset % kBlock == 0 && data.size() % kBlock == 0) return v.append(offset / kBlock, data);
+  return v.write_patched(offset, data);
+}
+
+Status Volume::trim(std::uint64_t offset, std::uint64_t length) {
+  Impl& v = *impl_;
+  if (offset > v.size || length > v.size - offset) return make_error("trim past the end of the volume", EINVAL);
+  std::uint64_t first = (offset + kBlock - 1) / kBlock, end = (offset + length) / kBlock;
+  if (auto s = v.wait_for_room(); !s) return s;
+  std::lock_guard w(v.write_mu);
+  // Partial blocks at the edges read as zeros afterwards too: they are written.
+  std::string zeros;
+  auto zero = [&](std::uint64_t at, std::uint64_t len) -> Status {
+    if (len == 0) return {};
+    zeros.assign(len, '\0');
+    return v.write_patched(at, zeros);
+  };
+  if (first >= end) return zero(offset, length);
+  if (auto s = zero(offset, first * kBlock - offset); !s) return s;
+  if (auto s = zero(end * kBlock, offset + length - end * kBlock); !s) return s;
+  return v.append_trim(first, end - first);
+}
+
+Status Volume::flush() {
+  Impl& v = *impl_;
+  if (auto s = v.sync_local(); !s) return s;
+  if (v.o.durability == Durability::local) return {};
+  std::unique_lock lk(v.mu);
+  std::uint64_t target = v.active->size > 0 ? v.active->id : (v.sealed.empty() ? 0 : v.sealed.back()->id);
+  if (target == 0 || v.applied_journal >= target) return {};
+  v.seal_requested = true;
+  v.cv.notify_all();
+  if (v.cv.wait_for(lk, v.o.flush_timeout, [&] { return v.applied_journal >= target; })) return {};
+  return make_error("volume " + v.o.name + ": flush not durable after " +
+                        std::to_string(v.o.flush_timeout.count() / 1000) + " s: the object store " + v.store.url() +
+                        " did not take the data (" + (v.last_error.empty() ? "no answer" : v.last_error) +
+                        "); it stays in the journal and uploads when the store is back",
+                    EIO);
+}
+
+Status Volume::close() {
+  Impl& v = *impl_;
+  {
+    std::lock_guard lk(v.mu);
+    if (v.closed) return {};
+    v.closed = true;
+    v.stopping = true;
+    v.stop_deadline = Clock::now() + v.o.flush_timeout;
+    v.cv.notify_all();
+  }
+  if (v.flusher.joinable()) v.flusher.join();
+  auto local = v.sync_local();
+  std::lock_guard lk(v.mu);
+  std::uint64_t left = v.journal_bytes;
+  if (left == 0) {
+    ::unlink((v.journal_dir + "/" + hex16(v.active->id)).c_str());
+    return local;
+  }
+  return make_error("volume " + v.o.name + ": " + std::to_string(left) + " journal bytes not uploaded (" + v.last_error +
+                        "); they upload at the next start",
+                    EIO);
+}
+
+std::uint64_t Volume::used_bytes() {
+  Impl& v = *impl_;
+  std::lock_guard lk(v.mu);
+  std::uint64_t blocks = 0;
+  for (const auto& [lba, r] : v.clean.runs()) blocks += r.len;
+  for (const auto& [lba, r] : v.dirty.runs()) {
+    v.clean.visit(lba, r.len, [&](std::uint64_t, std::uint64_t n, const Loc* l) {
+      if (l) blocks -= n;  // shadowed by the journal
+    });
+    if (r.loc.kind == Loc::journal) blocks += r.len;
+  }
+  return blocks * kBlock;
+}
+
+VolumeStats Volume::stats() {
+  std::lock_guard lk(impl_->mu);
+  VolumeStats s = impl_->st;
+  s.journal_bytes = impl_->journal_bytes;
+  std::lock_guard ck(impl_->cache_mu);
+  s.cache_bytes = impl_->cache_bytes;
+  return s;
+}
+
+Status mark_sealed(ObjectStore& store, const std::string& name, std::uint64_t seq) {
+  auto r = store.put(volume_key(name, "sealed"), std::to_string(seq) + "\n", PutIf::none_match());
+  if (!r && r.error().code != EEXIST) return std::move(r).error().wrap("seal volume " + name);
+  return {};
+}
+
+Result<std::optional<std::uint64_t>> sealed_seq(ObjectStore& store, const std::string& name) {
+  auto r = store.get(volume_key(name, "sealed"));
+  if (!r) {
+    if (r.error().code == ENOENT) return std::optional<std::uint64_t>{};
+    return std::move(r).error().wrap("volume " + name);
+  }
+  try {
+    return std::optional<std::uint64_t>{std::stoull(*r)};
+  } catch (...) {
+    return make_error("volume " + name + ": bad sealed marker", EBADMSG);
+  }
+}
+
+}  // namespace bp::storage

@@ -1,0 +1,88 @@
+// storage/volume.hpp — a sprite's disk: a sparse virtual disk whose data lives in the
+// object store (ARCHITECTURE.md section 6).
+//
+//   write -> journal (local file, CRC per record) -> flusher -> segment objects in
+//   volumes/NAME/data/<seq>, then the map (SQLite) learns where each block went
+//   read  -> journal if the block is not uploaded yet, else map -> cache -> ranged GET
+//
+// A journal file becomes one or more segments, uploaded before the map names them; the
+// journal file is deleted only after the map's commit. Segments are self-describing, so
+// the map can be rebuilt from the object store alone (a fresh machine, or a lost cache
+// disk): every complete journal file's segments are applied in seq order.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "common/result.hpp"
+#include "storage/block_device.hpp"
+#include "storage/object_store.hpp"
+
+namespace bp::storage {
+
+enum class Durability {
+  strict,  // flush() returns when data and map are in the object store
+  local,   // flush() returns when the journal is fsync'd; uploads follow within sync_interval
+};
+
+Result<Durability> parse_durability(const std::string& s);
+
+struct VolumeOptions {
+  std::string name;  // the volume's key prefix: volumes/NAME/
+  std::string dir;   // local state on the cache disk: map.db, journal/, cache/
+  std::uint64_t size = 100ull << 30;  // for a new volume; an existing one keeps its own
+  Durability durability = Durability::local;
+  std::chrono::milliseconds sync_interval{1000};
+  std::uint64_t journal_limit = 1ull << 30;  // writes wait while this much is not uploaded
+  std::uint64_t cache_limit = 4ull << 30;
+  std::uint64_t readahead = 1ull << 20;  // bytes fetched per cache miss
+  std::chrono::milliseconds flush_timeout{60000};  // strict flush / close give up after this
+  bool create = false;  // may create the volume when the store has none (else ENOENT)
+  // create: start as a copy of this volume as of its segment parent_seq (O(map), no data)
+  std::string parent;
+  std::uint64_t parent_seq = 0;
+};
+
+struct VolumeStats {
+  std::uint64_t bytes_written = 0;   // by write(), since open
+  std::uint64_t bytes_uploaded = 0;  // segment bytes put, since open
+  std::uint64_t segments = 0;
+  std::uint64_t journal_bytes = 0;   // not yet uploaded
+  std::uint64_t cache_bytes = 0;
+  std::uint64_t applied_seq = 0;     // the newest segment the map names
+};
+
+class Volume final : public BlockDevice {
+ public:
+  static Result<std::unique_ptr<Volume>> open(ObjectStore& store, VolumeOptions opts);
+  ~Volume() override;
+
+  std::uint64_t size() const override;
+  Status read(std::uint64_t offset, std::span<char> buf) override;
+  Status write(std::uint64_t offset, std::span<const char> data) override;
+  Status trim(std::uint64_t offset, std::uint64_t length) override;
+  Status flush() override;
+
+  // Uploads everything (bounded by flush_timeout) and stops the flusher. What could not
+  // be uploaded stays in the journal for the next open, and the error says how much.
+  Status close();
+  std::uint64_t used_bytes();  // blocks holding written data, in bytes
+  VolumeStats stats();
+  const std::string& name() const;
+
+  struct Impl;
+
+ private:
+  explicit Volume(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+// A volume others are cloned from (the imported base image) is marked sealed with the
+// segment it ends at; clones name that seq as their parent_seq.
+Status mark_sealed(ObjectStore& store, const std::string& name, std::uint64_t seq);
+// The sealed seq, or nullopt when the volume was never sealed (ENOENT is not an error).
+Result<std::optional<std::uint64_t>> sealed_seq(ObjectStore& store, const std::string& name);
+
+}  // namespace bp::storage
