@@ -3,6 +3,7 @@
 // frontend can implement the same interface where the kernel has ublk.
 #pragma once
 
+#include <cstdint>
 #include <memory>
 #include <string>
 
@@ -14,19 +15,75 @@ namespace bp::storage {
 // A BlockDevice attached to the kernel as a block device node.
 class AttachedDisk {
  public:
-  virtual ~AttachedDisk() = default;  // detaches if detach() was not called
+  // Detaches if detach() was not called or failed; if the device is still in use (its
+  // filesystem mounted), the device frees itself when that ends, and I/O to it fails
+  // with EIO from then on, since dev may be gone.
+  virtual ~AttachedDisk() = default;
   virtual const std::string& device() const = 0;  // "/dev/loop3"
   // Detaches the block device, then stops serving. Call after unmounting; idempotent.
+  // EBUSY, with everything left working, while the device is in use (still mounted).
   virtual Status detach() = 0;
 };
 
 // Serves dev (which must outlive the result) as a block device. workdir is a private
-// directory the frontend may use (the FUSE mount point lives there).
-Result<std::unique_ptr<AttachedDisk>> attach_fuse_loop(BlockDevice& dev, const std::string& workdir);
+// directory the frontend may use (the FUSE mount point lives there); it is created if
+// missing. fuse_threads serve the kernel's requests (dev's calls may block).
+//
+// The serving process must outlive every mount of the device. If it exits with the
+// filesystem still mounted (say, in a mount namespace that dies with it), the last
+// unmount flushes through the loop device to FUSE workers that are gone, and hangs in
+// the kernel until the connection is aborted (/sys/fs/fuse/connections/N/abort).
+Result<std::unique_ptr<AttachedDisk>> attach_fuse_loop(BlockDevice& dev, const std::string& workdir,
+                                                      int fuse_threads = 4);
 
 // ext4 on a block device: created on first use (lazy init, so mkfs costs O(metadata)),
 // mounted with discard so trims reach the volume.
 Status ensure_ext4(const std::string& device);
 Status mount_ext4(const std::string& device, const std::string& target);
+
+// The two pieces attach_fuse_loop() joins, for tools and tests.
+
+// dev served as the one regular file <mountpoint>/disk by a FUSE file system with
+// direct I/O (no page cache above dev) and its own worker threads (fuse_disk.cpp).
+class FuseDisk {
+ public:
+  // Stops; if stop() fails, aborts the FUSE connection first (users of the file get
+  // EIO), so the workers, which call into dev, are always gone afterwards.
+  virtual ~FuseDisk() = default;
+  virtual const std::string& file() const = 0;
+  // Unmounts and joins the workers; idempotent. EBUSY, still serving, while the file
+  // is open (a loop device still attached to it).
+  virtual Status stop() = 0;
+};
+Result<std::unique_ptr<FuseDisk>> serve_fuse_disk(BlockDevice& dev, const std::string& mountpoint,
+                                                 int threads = 4);
+
+// A loop device over a file, with direct I/O and 4 KiB blocks (loop.cpp). Move-only;
+// the destructor detaches (lazily, if the device is still in use).
+class LoopDevice {
+ public:
+  static Result<LoopDevice> attach(const std::string& file);
+
+  LoopDevice() = default;
+  LoopDevice(LoopDevice&& o) noexcept { *this = std::move(o); }
+  LoopDevice& operator=(LoopDevice&& o) noexcept;
+  LoopDevice(const LoopDevice&) = delete;
+  LoopDevice& operator=(const LoopDevice&) = delete;
+  ~LoopDevice();
+
+  const std::string& device() const { return device_; }  // "" once detached
+  // The backing file as the kernel names it (/sys/block/loopN/loop/backing_file).
+  const std::string& backing_file() const { return backing_; }
+  // Clears the device and waits until the kernel has let go of the file. EBUSY while
+  // something holds the device exclusively (a mounted filesystem); idempotent.
+  Status detach();
+
+ private:
+  void drop() noexcept;  // detach(), or else have the kernel clear the device at its last close
+
+  std::string device_;
+  std::string backing_;
+  std::uint64_t file_dev_ = 0, file_ino_ = 0;  // the backing file, to recognise it
+};
 
 }  // namespace bp::storage
