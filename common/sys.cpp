@@ -41,6 +41,15 @@ Status write_file(const std::string& path, std::string_view data, int mode) {
   return {};
 }
 
+Status make_dirs(const std::string& path, int mode) {
+  for (std::size_t i = 1; i <= path.size(); ++i) {
+    if (i < path.size() && path[i] != '/') continue;
+    std::string part = path.substr(0, i);
+    if (::mkdir(part.c_str(), static_cast<mode_t>(mode)) != 0 && errno != EEXIST) return sys_error("mkdir(" + part + ")");
+  }
+  return {};
+}
+
 Status write_file_atomic(const std::string& path, std::string_view data, int mode) {
   std::string tmp = path + ".tmp";
   UniqueFd fd(retry_eintr(

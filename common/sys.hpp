@@ -22,6 +22,8 @@ Result<std::string> read_file(const std::string& path);
 Status write_file(const std::string& path, std::string_view data, int mode = 0644);
 // Writes to path.tmp, fsyncs, renames over path: readers see the old or the new file.
 Status write_file_atomic(const std::string& path, std::string_view data, int mode = 0644);
+// mkdir -p with mode for the directories it makes.
+Status make_dirs(const std::string& path, int mode = 0700);
 // Writes all bytes to fd, retrying short writes and EINTR.
 Status write_all(int fd, std::string_view data);
 

@@ -7,6 +7,7 @@
 #include <memory>
 #include <string>
 
+#include "common/fd.hpp"
 #include "common/result.hpp"
 #include "storage/block_device.hpp"
 
@@ -81,6 +82,7 @@ class LoopDevice {
  private:
   void drop() noexcept;  // detach(), or else have the kernel clear the device at its last close
 
+  UniqueFd fd_;  // held open: with autoclear, the device lives until this closes (and its users)
   std::string device_;
   std::string backing_;
   std::uint64_t file_dev_ = 0, file_ino_ = 0;  // the backing file, to recognise it

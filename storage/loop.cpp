@@ -93,10 +93,11 @@ Result<LoopDevice> LoopDevice::attach(const std::string& file) {
   cfg.fd = static_cast<std::uint32_t>(f.get());
   cfg.block_size = kBlockSize;
   // Direct I/O: the page cache is ext4's, above the device; without it every block
-  // would be cached a second time for the backing file. No LO_FLAGS_AUTOCLEAR: the
-  // device stays until detach(), which can then say the device is still in use rather
-  // than have it vanish at some later close.
-  cfg.info.lo_flags = LO_FLAGS_DIRECT_IO;
+  // would be cached a second time for the backing file. LO_FLAGS_AUTOCLEAR with a
+  // descriptor we hold until detach(): the device stays while we live (detach() can say
+  // it is still in use), and if we are killed, the kernel clears it at its last close
+  // (when the filesystem on it goes), instead of leaving it bound to a dead FUSE file.
+  cfg.info.lo_flags = LO_FLAGS_DIRECT_IO | LO_FLAGS_AUTOCLEAR;
   std::strncpy(reinterpret_cast<char*>(cfg.info.lo_file_name), file.c_str(), LO_NAME_SIZE - 1);
 
   for (int attempt = 0; attempt < kConfigureAttempts; ++attempt) {
@@ -110,6 +111,7 @@ Result<LoopDevice> LoopDevice::attach(const std::string& file) {
       return sys_error("ioctl(" + device + ", LOOP_CONFIGURE)");
     }
     LoopDevice loop;
+    loop.fd_ = std::move(d);
     loop.device_ = device;
     loop.file_dev_ = st.st_dev;
     loop.file_ino_ = st.st_ino;
@@ -129,6 +131,7 @@ Result<LoopDevice> LoopDevice::attach(const std::string& file) {
 LoopDevice& LoopDevice::operator=(LoopDevice&& o) noexcept {
   if (this != &o) {
     drop();
+    fd_ = std::move(o.fd_);
     device_ = std::exchange(o.device_, {});
     backing_ = std::exchange(o.backing_, {});
     file_dev_ = o.file_dev_;
@@ -142,6 +145,7 @@ LoopDevice::~LoopDevice() { drop(); }
 Status LoopDevice::detach() {
   if (device_.empty()) return {};
   if (auto s = clear(device_, file_dev_, file_ino_, true); !s) return std::move(s.error()).wrap("detach " + device_);
+  fd_.reset();  // with the clear above (deferred while we held it), the last close frees it
   // Free once sysfs no longer names our file (someone may have bound the device anew).
   auto deadline = std::chrono::steady_clock::now() + kFreeWait;
   while (!backing_.empty() && read_attr(device_, "backing_file") == backing_) {
@@ -163,6 +167,7 @@ void LoopDevice::drop() noexcept {
   log.error("cannot detach; the kernel clears the device at its last close", {{"device", device_}, {"err", s.error().what}});
   if (auto c = clear(device_, file_dev_, file_ino_, false); !c)
     log.error("cannot clear the loop device", {{"device", device_}, {"err", c.error().what}});
+  fd_.reset();
   device_.clear();
 }
 
