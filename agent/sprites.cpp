@@ -64,25 +64,28 @@ SpriteManager::~SpriteManager() { stop_all(); }
 
 std::string SpriteManager::dir_of(const std::string& name) const { return cfg_.state_dir + "/sprites/" + name; }
 
-Status SpriteManager::mount_root(const std::string& name, const std::string& base_image) {
-  std::string d = dir_of(name);
-  for (const char* sub : {"/upper", "/work", "/root"})
-    if (::mkdir((d + sub).c_str(), 0755) != 0 && errno != EEXIST) return sys_error("mkdir(" + d + sub + ")");
-  std::string opts = "lowerdir=" + base_image + ",upperdir=" + d + "/upper,workdir=" + d + "/work";
-  if (::mount("overlay", (d + "/root").c_str(), "overlay", 0, opts.c_str()) != 0)
-    return sys_error("mount(overlay, " + d + "/root)");
+Status SpriteManager::mount_root(const std::string& name, const std::string& volume, bool create) {
+  if (auto s = cfg_.disks->mount(volume, dir_of(name) + "/root", create, cfg_.base_image); !s) return s;
+  std::lock_guard lk(mu_);
+  volumes_[name] = volume;
   return {};
 }
 
-void SpriteManager::unmount_root(const std::string& name) {
-  std::string root = dir_of(name) + "/root";
-  for (int i = 0; i < 50; ++i) {
-    if (::umount2(root.c_str(), 0) == 0 || errno == EINVAL || errno == ENOENT) return;
-    if (errno != EBUSY) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+Status SpriteManager::unmount_root(const std::string& name) {
+  std::string volume;
+  {
+    std::lock_guard lk(mu_);
+    auto it = volumes_.find(name);
+    if (it == volumes_.end()) return {};
+    volume = it->second;
   }
-  Logger("agent.sprites").warn("root still busy; detaching it", {{"sprite", name}, {"path", root}});
-  ::umount2(root.c_str(), MNT_DETACH);
+  if (auto s = cfg_.disks->unmount(volume); !s) {
+    Logger("agent.sprites").error("disk unmount failed", {{"sprite", name}, {"err", s.error().what}});
+    return s;
+  }
+  std::lock_guard lk(mu_);
+  volumes_.erase(name);
+  return {};
 }
 
 Status SpriteManager::start_container(const std::string& name) {
@@ -106,12 +109,9 @@ Status SpriteManager::load() {
   std::error_code ec;
   fs::create_directories(dir, ec);
   if (ec) return make_error("mkdir(" + dir + "): " + ec.message(), ec.value());
-  // Container root makes setuid files and device nodes in upper/: only root may get near.
+  // Sprites' roots hold their setuid files and device nodes: only root may get near.
   if (::chmod(dir.c_str(), 0700) != 0) return sys_error("chmod(" + dir + ")");
-  if (cfg_.base_image.empty()) {
-    log.warn("no base image configured: sprites cannot be created or started (set base_image)");
-    return {};
-  }
+  if (!cfg_.disks) return make_error("no disks for sprites", EINVAL);
   for (const auto& e : fs::directory_iterator(dir, ec)) {
     std::string name = e.path().filename();
     auto text = read_file(e.path() / "sprite.json");
@@ -126,8 +126,9 @@ Status SpriteManager::load() {
       for (const auto& l : j["labels"])
         if (l.is_string()) rec.labels.push_back(l.get<std::string>());
     if (j.value("url_auth", "") == "public") rec.url_auth = "public";
-    // The image it was made from stays its lower layer, even if new sprites now use another.
-    Status s = mount_root(name, j.value("base_image", cfg_.base_image));
+    std::string volume = j.value("volume", "");
+    Status s = volume.empty() ? Status(make_error("its record names no volume (made by an older ballpoint)", EINVAL))
+                              : mount_root(name, volume, false);
     if (s) s = start_container(name);
     if (s) rec.status = "running";
     else log.error("sprite did not start", {{"sprite", name}, {"err", s.error().what}});
@@ -164,6 +165,9 @@ Result<SpriteRecord> SpriteManager::create(const std::string& name) {
   fs::create_directories(d, ec);
   if (ec) return make_error("mkdir(" + d + "): " + ec.message(), ec.value());
   SpriteRecord rec{uuid4(), name, "running", now_rfc3339(), now_rfc3339()};
+  // VM mode names the disk after the sprite, so a machine with an empty cache disk finds
+  // the sprite's disk in the object store instead of making a new one.
+  std::string volume = cfg_.single ? "sprite-" + name : "sprite-" + rec.id;
   auto fail = [&](Error e) -> Result<SpriteRecord> {
     {
       std::unique_lock lk(mu_);
@@ -175,14 +179,20 @@ Result<SpriteRecord> SpriteManager::create(const std::string& name) {
         (void)c->stop(0);
       }
     }
-    unmount_root(name);
-    fs::remove_all(d, ec);
+    if (unmount_root(name)) {
+      fs::remove_all(d, ec);
+      // The new disk goes too; a VM's sprite disk is never deleted here (it may be the
+      // user's, found in the store).
+      if (!cfg_.single)
+        if (auto s = cfg_.disks->remove(volume); !s)
+          Logger("agent.sprites").warn("disk of a failed create not removed", {{"sprite", name}, {"err", s.error().what}});
+    }
     return std::move(e).wrap("create sprite " + name);
   };
-  if (auto s = mount_root(name, cfg_.base_image); !s) return fail(std::move(s.error()));
+  if (auto s = mount_root(name, volume, true); !s) return fail(std::move(s.error()));
   if (auto s = start_container(name); !s) return fail(std::move(s.error()));
   // The record goes last: a sprite.json on disk means the sprite is whole.
-  if (auto s = save_record(rec); !s) return fail(std::move(s.error()));
+  if (auto s = save_record(rec, volume); !s) return fail(std::move(s.error()));
   registry_.add(rec);
   Logger("agent.sprites").info("sprite created", {{"sprite", name}, {"id", rec.id}});
   return rec;
@@ -211,31 +221,42 @@ Status SpriteManager::destroy(const std::string& name) {
     return std::move(s.error()).wrap("destroy sprite " + name);
   }
   c.reset();
-  unmount_root(name);
+  std::string volume;
+  {
+    std::lock_guard lk(mu_);
+    if (auto it = volumes_.find(name); it != volumes_.end()) volume = it->second;
+  }
+  if (auto u = unmount_root(name); !u) {
+    std::lock_guard lk(mu_);
+    busy_.erase(name);
+    registry_.set_status(name, "cold");
+    return std::move(u.error()).wrap("destroy sprite " + name);
+  }
   std::error_code ec;
   // Remove the record first: a crash from here on leaves a directory load() ignores.
   ::unlink((dir_of(name) + "/sprite.json").c_str());
+  Status removed = volume.empty() ? Status{} : cfg_.disks->remove(volume);
   fs::remove_all(dir_of(name), ec);
   registry_.remove(name);
   {
     std::lock_guard lk(mu_);
     busy_.erase(name);
   }
-  Logger("agent.sprites").info("sprite destroyed", {{"sprite", name}});
+  Logger("agent.sprites").info("sprite destroyed", {{"sprite", name}, {"volume", volume}});
+  if (!removed) return std::move(removed.error()).wrap("destroy sprite " + name + ": its disk's objects");
   if (ec) return make_error("destroy sprite " + name + ": remove: " + ec.message(), ec.value());
   return {};
 }
 
-Status SpriteManager::save_record(const SpriteRecord& rec) {
-  // The base image stays the one the sprite was made from (it is its overlay's lower layer).
-  std::string base = cfg_.base_image;
-  if (auto old = read_file(dir_of(rec.name) + "/sprite.json"); old) {
-    json o = json::parse(*old, nullptr, false);
-    if (o.is_object() && o.contains("base_image") && o["base_image"].is_string()) base = o["base_image"];
-  }
+Status SpriteManager::save_record(const SpriteRecord& rec, std::string volume) {
+  if (volume.empty())
+    if (auto old = read_file(dir_of(rec.name) + "/sprite.json"); old) {
+      json o = json::parse(*old, nullptr, false);
+      if (o.is_object()) volume = o.value("volume", "");
+    }
   json j{{"id", rec.id},           {"name", rec.name},     {"created_at", rec.created_at},
          {"updated_at", rec.updated_at}, {"labels", rec.labels}, {"url_auth", rec.url_auth},
-         {"base_image", base}};
+         {"volume", volume}};
   return write_file_atomic(dir_of(rec.name) + "/sprite.json", j.dump() + "\n", 0600);
 }
 
@@ -289,9 +310,15 @@ void SpriteManager::stop_all() {
     if (auto s = c->stop(cfg_.stop_grace_ms); !s)
       Logger("agent.sprites").warn("container stop failed", {{"sprite", name}, {"err", s.error().what}});
     c.reset();
-    unmount_root(name);
     registry_.set_status(name, "cold");
   }
+  // Every disk, also those of sprites whose container never started.
+  std::vector<std::string> mounted;
+  {
+    std::lock_guard lk(mu_);
+    for (const auto& [name, v] : volumes_) mounted.push_back(name);
+  }
+  for (const auto& name : mounted) (void)unmount_root(name);  // it logs its failure
 }
 
 std::shared_ptr<container::Container> SpriteManager::container(const std::string& name) {

@@ -1,4 +1,4 @@
-// agent/sprites.hpp — host mode's sprites: each an overlay of the base image and its own container.
+// agent/sprites.hpp — the sprites of this machine: each its own disk and its own container.
 #pragma once
 
 #include <map>
@@ -7,6 +7,7 @@
 #include <set>
 #include <string>
 
+#include "agent/disks.hpp"
 #include "agent/registry.hpp"
 #include "init/container/container.hpp"
 
@@ -21,12 +22,13 @@ struct SpritesConfig {
   std::size_t max_sprites = 16;
   int stop_grace_ms = 5000;
   bool single = false;  // VM mode: the one sprite of this machine
+  Disks* disks = nullptr;  // where sprites' disks come from (outlives the manager)
 };
 
-// Each sprite: STATE/sprites/NAME/sprite.json (its record), upper/ and work/ (its
-// changes), root/ (an overlay of the base image and upper/, the container's root).
-// Creating one copies nothing. All methods block (mounts, container start and stop)
-// and are safe to call from several threads.
+// Each sprite: STATE/sprites/NAME/sprite.json (its record, naming its volume) and root/
+// (its disk's ext4, the container's root). A new sprite's disk is a clone of the base
+// image's volume. All methods block (mounts, container start and stop) and are safe to
+// call from several threads.
 class SpriteManager final : public SpriteControl {
  public:
   SpriteManager(SpritesConfig cfg, Registry& registry);
@@ -51,10 +53,11 @@ class SpriteManager final : public SpriteControl {
 
  private:
   std::string dir_of(const std::string& name) const;
-  Status mount_root(const std::string& name, const std::string& base_image);
-  void unmount_root(const std::string& name);
+  Status mount_root(const std::string& name, const std::string& volume, bool create);
+  Status unmount_root(const std::string& name);
   Status start_container(const std::string& name);
-  Status save_record(const SpriteRecord& rec);
+  // volume "": the one the record names already.
+  Status save_record(const SpriteRecord& rec, std::string volume = "");
 
   SpritesConfig cfg_;
   Registry& registry_;
@@ -62,6 +65,7 @@ class SpriteManager final : public SpriteControl {
   std::set<std::string> busy_;  // names being created or destroyed
   std::mutex update_mu_;         // serialises read-modify-write of records
   std::map<std::string, std::shared_ptr<container::Container>> containers_;
+  std::map<std::string, std::string> volumes_;  // sprite -> its volume, while mounted
 };
 
 }  // namespace bp::agent

@@ -6,7 +6,11 @@ namespace bp::init {
 std::string usage() {
   return "usage: ballpoint-init                       (as PID 1 of a VM)\n"
          "       ballpoint-init --host --state DIR [--listen HOST:PORT] [--config FILE]\n"
+         "                      [--object-store URL] [--durability strict|local]\n"
          "                      [--log-level debug|info|warn|error] [--set KEY=VALUE]...\n"
+         "  URL: file:///DIR (default: file://STATE/objects), s3://HOST/BUCKET[/PREFIX] or\n"
+         "       s3+http://HOST:PORT/BUCKET[/PREFIX], with keys from $AWS_ACCESS_KEY_ID and\n"
+         "       $AWS_SECRET_ACCESS_KEY\n"
          "       ballpoint-init --version\n";
 }
 
@@ -38,6 +42,12 @@ Result<Args> parse_args(const std::vector<std::string>& argv) {
     } else if (f == "--listen") {
       if (auto s = value(v); !s) return std::move(s.error());
       a.overrides.emplace_back("api.listen", v);
+    } else if (f == "--object-store") {
+      if (auto s = value(v); !s) return std::move(s.error());
+      a.overrides.emplace_back("storage.object_store", v);
+    } else if (f == "--durability") {
+      if (auto s = value(v); !s) return std::move(s.error());
+      a.overrides.emplace_back("storage.durability", v);
     } else if (f == "--log-level") {
       if (auto s = value(v); !s) return std::move(s.error());
       a.overrides.emplace_back("log.level", v);

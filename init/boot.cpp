@@ -2,6 +2,7 @@
 #include "init/boot.hpp"
 
 #include <fcntl.h>
+#include <sys/mount.h>
 #include <sys/reboot.h>
 #include <sys/resource.h>
 #include <sys/signalfd.h>
@@ -17,6 +18,7 @@
 #include <boost/asio/thread_pool.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <algorithm>
+#include <cctype>
 #include <chrono>
 #include <functional>
 #include <memory>
@@ -24,6 +26,7 @@
 #include <span>
 #include <cstring>
 
+#include "agent/disks.hpp"
 #include "agent/registry.hpp"
 #include "agent/sprites.hpp"
 #include "api/router.hpp"
@@ -41,6 +44,7 @@
 #include "init/shutdown.hpp"
 #include "init/signals.hpp"
 #include "init/state.hpp"
+#include "storage/frontend.hpp"
 #include "netproxy/rtnl.hpp"
 
 namespace bp::init {
@@ -85,6 +89,8 @@ std::int64_t rss_kb() {
   return std::atoll(s->c_str() + pos + 6);
 }
 
+constexpr const char* kVmState = "/var/lib/ballpoint";  // VM mode: on the cache disk
+
 class Pid1 {
  public:
   explicit Pid1(const Args& args) : args_(args), vm_(args.mode == Mode::vm) {}
@@ -95,6 +101,9 @@ class Pid1 {
     const char* name;
     bool required;
     Status (Pid1::*fn)();
+    // Failing with a condition that may pass (a store that is down, not wrong keys or a
+    // bad URL), the step is tried again with backoff until it works or shutdown comes.
+    bool retry = false;
   };
 
   Status step_root();
@@ -107,6 +116,8 @@ class Pid1 {
   Status step_api();
   Status step_host_namespaces();
   Status step_cgroup_parent();
+  Status step_cache_disk();
+  Status step_storage();
   Status step_sprites();
   Status step_host_state();
   Status step_host_endpoint();
@@ -138,6 +149,7 @@ class Pid1 {
   // Components, in start order; stopped in reverse by stop_components().
   std::unique_ptr<container::CgroupParent> cgroup_parent_;  // where sprites' cgroups go
   agent::Registry registry_;
+  std::unique_ptr<agent::Disks> disks_;
   std::unique_ptr<agent::SpriteManager> sprites_;
   std::unique_ptr<api::Router> router_;
   api::ExecDeps exec_deps_;
@@ -161,6 +173,8 @@ constexpr Pid1::Step kVmSteps[] = {
     {"load_modules", false, &Pid1::step_load_modules},
     {"hostname", false, &Pid1::step_hostname},
     {"network", false, &Pid1::step_network},
+    {"cache_disk", false, &Pid1::step_cache_disk},
+    {"storage", true, &Pid1::step_storage, true},
     {"sprites", true, &Pid1::step_sprites},
     {"api", true, &Pid1::step_api},
 };
@@ -169,6 +183,7 @@ constexpr Pid1::Step kHostSteps[] = {
     {"load_config", true, &Pid1::step_load_config},
     {"state_dir", true, &Pid1::step_host_state},
     {"cgroup", true, &Pid1::step_cgroup_parent},
+    {"storage", true, &Pid1::step_storage, true},
     {"sprites", true, &Pid1::step_sprites},
     {"api", true, &Pid1::step_api},
     {"endpoint", true, &Pid1::step_host_endpoint},
@@ -348,16 +363,82 @@ Status Pid1::step_cgroup_parent() {
   return {};
 }
 
+// VM mode: the cache disk (storage.cache_disk) carries /var/lib/ballpoint: the volumes'
+// journals, maps and cached objects. A disk without ext4 is blank or foreign and is
+// formatted: the cache holds nothing the object store cannot give back, except a local
+// mode journal, which lives on an ext4 this step keeps. No such disk: state stays in RAM.
+Status Pid1::step_cache_disk() {
+  const std::string& dev = cfg_.storage.cache_disk;
+  if (dev.empty()) return {};
+  // The node appears when virtio_blk has probed the disk, just after its module loads.
+  for (int i = 0; i < 100 && ::access(dev.c_str(), F_OK) != 0; ++i) ::usleep(20000);
+  if (::access(dev.c_str(), F_OK) != 0)
+    return make_error(dev + " does not exist: sprite state stays in RAM and is lost at power-off", ENOENT);
+  if (auto s = storage::ensure_ext4(dev); !s) return s;
+  if (auto s = make_dirs(kVmState); !s) return s;
+  if (auto s = storage::mount_ext4(dev, kVmState); !s) return s;
+  stops_.emplace_back("cache_disk", [this] {
+    ::sync();
+    if (::umount2(kVmState, 0) != 0) log_.warn("cache disk still busy at shutdown", {{"err", std::strerror(errno)}});
+  });
+  log_.info("cache disk", {{"device", dev}, {"mounted", kVmState}});
+  return {};
+}
+
+// The object store sprites' disks live in, checked reachable with these keys (one HEAD
+// of a key that need not exist). A store that does not answer fails the step, which is
+// retried: a sprite never comes up on a fresh empty disk in place of its own.
+Status Pid1::step_storage() {
+  const auto& st = cfg_.storage;
+  std::string state = vm_ ? kVmState : args_.state_dir;
+  std::string url = st.object_store.empty() ? "file://" + state + "/objects" : st.object_store;
+  storage::S3Credentials creds;
+  auto env = [](const char* k) -> std::string {
+    const char* v = ::getenv(k);
+    return v ? v : "";
+  };
+  creds.access_key = st.s3_access_key.empty() ? env("AWS_ACCESS_KEY_ID") : st.s3_access_key;
+  creds.secret_key = st.s3_secret_key.empty() ? env("AWS_SECRET_ACCESS_KEY") : st.s3_secret_key;
+  if (!st.s3_secret_key_file.empty()) {
+    auto k = read_file(st.s3_secret_key_file);
+    if (!k) return std::move(k.error()).wrap("storage.s3_secret_key_file");
+    creds.secret_key = *k;
+    while (!creds.secret_key.empty() && std::isspace(static_cast<unsigned char>(creds.secret_key.back())))
+      creds.secret_key.pop_back();
+  }
+  if (!st.s3_region.empty()) creds.region = st.s3_region;
+  else if (!env("AWS_REGION").empty()) creds.region = env("AWS_REGION");
+  auto store = agent::open_object_store(url, creds);
+  if (!store) return std::move(store.error());
+  if (auto probe = (*store)->head("volumes/.probe"); !probe && probe.error().code != ENOENT)
+    return std::move(probe.error()).wrap("object store " + url);
+  agent::DisksConfig dc;
+  dc.state_dir = state;
+  auto d = storage::parse_durability(st.durability);
+  if (!d) return std::move(d.error());
+  dc.defaults.durability = *d;
+  dc.defaults.size = st.volume_size / 4096 * 4096;  // whole blocks
+  dc.defaults.sync_interval = std::chrono::milliseconds(st.sync_interval_ms);
+  dc.defaults.journal_limit = st.journal_limit;
+  dc.defaults.cache_limit = st.cache_limit;
+  dc.defaults.flush_timeout = std::chrono::milliseconds(st.flush_timeout_ms);
+  disks_ = std::make_unique<agent::Disks>(dc, std::move(*store));
+  stops_.emplace_back("storage", [this] { disks_->unmount_all(); });
+  log_.info("object store", {{"url", url}, {"durability", st.durability}, {"volume_size", dc.defaults.size}});
+  return {};
+}
+
 // Host mode: every sprite the state directory holds, and more on request. VM mode: the
 // one sprite this machine is (sprite_name), made at first boot; create and delete are
 // the control plane's (API.md 3.12), so the API gets no SpriteControl there.
 Status Pid1::step_sprites() {
   agent::SpritesConfig sc;
-  sc.state_dir = vm_ ? "/var/lib/ballpoint" : args_.state_dir;
+  sc.state_dir = vm_ ? kVmState : args_.state_dir;
   sc.base_image = cfg_.base_image;
   sc.cgroup_parent = cgroup_parent_->dir.path();
   sc.max_sprites = vm_ ? 1 : cfg_.max_sprites;
   sc.single = vm_;
+  sc.disks = disks_.get();
   sc.no_new_privs = cfg_.no_new_privs;
   sc.limits.memory_max = cfg_.limits.memory_max;
   sc.limits.memory_swap_max = cfg_.limits.memory_swap_max;
@@ -441,6 +522,19 @@ asio::awaitable<void> Pid1::boot() {
     }
     auto t0 = Clock::now();
     Status s = (this->*step.fn)();
+    auto delay = std::chrono::seconds(1);
+    while (!s && step.retry && s.error().code != EACCES && s.error().code != EINVAL) {
+      log_.error("step failed; retrying", {{"step", step.name}, {"err", s.error().what}, {"in_s", delay.count()}});
+      asio::steady_timer wait(io_, delay);
+      co_await wait.async_wait(asio::use_awaitable);
+      drain_signals();
+      if (shutting_down_) {
+        log_.info("boot cancelled", {{"during", step.name}});
+        co_return;
+      }
+      delay = std::min<std::chrono::seconds>(delay * 2, std::chrono::seconds(30));
+      s = (this->*step.fn)();
+    }
     log_.log(s ? Level::info : (step.required ? Level::error : Level::warn), s ? "step done" : "step failed",
              {{"step", step.name}, {"ok", bool(s)}, {"required", step.required}, {"dur_us", micros_since(t0)},
               {"err", err_text(s)}});

@@ -109,6 +109,18 @@ Binder uint_field(std::optional<std::uint64_t> Config::Limits::*m) {
   };
 }
 
+// A storage size or duration between lo and hi.
+template <class T>
+Binder storage_uint(T Config::Storage::*m, std::uint64_t lo, std::uint64_t hi) {
+  return [m, lo, hi](Config& c, const json& v) -> Status {
+    auto n = as_uint(v, hi);
+    if (!n) return std::move(n.error());
+    if (*n < lo) return make_error("must be at least " + std::to_string(lo));
+    c.storage.*m = static_cast<T>(*n);
+    return {};
+  };
+}
+
 // A key whose value is a string (JSON string or override): set gets it, or fails.
 Binder string_key(Status (*set)(Config&, std::string)) {
   return [set](Config& c, const json& v) -> Status {
@@ -241,6 +253,47 @@ const std::map<std::string, Binder>& binders() {
            c.limits.cpu_max.reset();
          else
            c.limits.cpu_max = s;
+         return {};
+       })},
+      {"storage.object_store",
+       string_key([](Config& c, std::string s) -> Status {
+         if (!s.empty() && s.rfind("file:///", 0) != 0 && s.rfind("s3://", 0) != 0 && s.rfind("s3+http://", 0) != 0)
+           return make_error("must be file:///DIR, s3://HOST/BUCKET[/PREFIX] or s3+http://HOST/BUCKET[/PREFIX]");
+         c.storage.object_store = s;
+         return {};
+       })},
+      {"storage.cache_disk",
+       string_key([](Config& c, std::string s) -> Status {
+         if (!s.empty() && s.rfind("/dev/", 0) != 0) return make_error("must be a device under /dev/, or empty");
+         c.storage.cache_disk = s;
+         return {};
+       })},
+      {"storage.durability",
+       string_key([](Config& c, std::string s) -> Status {
+         if (s != "strict" && s != "local") return make_error("must be strict or local");
+         c.storage.durability = s;
+         return {};
+       })},
+      {"storage.volume_size", storage_uint(&Config::Storage::volume_size, 64ull << 20, 1ull << 50)},
+      {"storage.sync_interval_ms", storage_uint(&Config::Storage::sync_interval_ms, 1, 3600000)},
+      {"storage.journal_limit", storage_uint(&Config::Storage::journal_limit, 1ull << 20, ~0ull)},
+      {"storage.cache_limit", storage_uint(&Config::Storage::cache_limit, 1ull << 20, ~0ull)},
+      {"storage.flush_timeout_ms", storage_uint(&Config::Storage::flush_timeout_ms, 100, 3600000)},
+      {"storage.s3_access_key", string_key([](Config& c, std::string s) -> Status {
+         c.storage.s3_access_key = s;
+         return {};
+       })},
+      {"storage.s3_secret_key", string_key([](Config& c, std::string s) -> Status {
+         c.storage.s3_secret_key = s;
+         return {};
+       })},
+      {"storage.s3_secret_key_file", string_key([](Config& c, std::string s) -> Status {
+         if (!s.empty() && s.front() != '/') return make_error("must be an absolute path");
+         c.storage.s3_secret_key_file = s;
+         return {};
+       })},
+      {"storage.s3_region", string_key([](Config& c, std::string s) -> Status {
+         c.storage.s3_region = s;
          return {};
        })},
       {"log.level",

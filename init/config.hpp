@@ -44,6 +44,23 @@ struct Config {
     std::optional<std::uint64_t> pids_max;
     std::optional<std::string> cpu_max;            // "QUOTA PERIOD" in µs
   } limits;
+  struct Storage {  // ARCHITECTURE.md section 6
+    // Where sprites' disks live: file://DIR, s3://HOST/BUCKET/PREFIX or s3+http://...
+    // "" = file://STATE/objects (host mode), file:///var/lib/ballpoint/objects (VM).
+    std::string object_store;
+    std::string cache_disk = "/dev/vda";  // VM mode: the disk /var/lib/ballpoint lives on
+    std::string durability = "local";  // strict | local
+    std::uint64_t volume_size = 100ull << 30;
+    std::uint32_t sync_interval_ms = 1000;    // local mode: uploads follow writes within this
+    std::uint64_t journal_limit = 1ull << 30;  // not-yet-uploaded bytes before writes wait
+    std::uint64_t cache_limit = 8ull << 30;
+    std::uint32_t flush_timeout_ms = 60000;    // strict flushes fail with EIO after this
+    // s3:// keys; unset: $AWS_ACCESS_KEY_ID, $AWS_SECRET_ACCESS_KEY, $AWS_REGION (host mode)
+    std::string s3_access_key;
+    std::string s3_secret_key;
+    std::string s3_secret_key_file;  // read at boot; wins over s3_secret_key
+    std::string s3_region;
+  } storage;
   Level log_level = Level::info;
   std::uint32_t shutdown_timeout_ms = 10000;  // bound on each component's stop
 };

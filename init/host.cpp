@@ -79,6 +79,15 @@ int run_host_launcher(const Args& args) {
   argv.push_back(nullptr);
 
 
+  // PID 1 gets a clean environment, not the invoking shell's: a PATH, and the object
+  // store's keys if the shell has them (PID 1 never passes them on to a sprite).
+  std::vector<std::string> env = {"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"};
+  for (const char* k : {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_REGION"})
+    if (const char* v = ::getenv(k)) env.push_back(std::string(k) + "=" + v);
+  std::vector<char*> envp;
+  for (auto& e : env) envp.push_back(e.data());
+  envp.push_back(nullptr);
+
   int pidfd = -1;
   clone_args ca{};
   ca.flags = CLONE_NEWPID | CLONE_NEWNS | CLONE_PIDFD;
@@ -89,12 +98,17 @@ int run_host_launcher(const Args& args) {
     log.error("clone3(CLONE_NEWPID|CLONE_NEWNS)", {{"err", std::strerror(errno)}});
     return 1;
   }
-  // PID 1 gets a clean environment, not the invoking shell's.
-  char path_env[] = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
-  char* envp[] = {path_env, nullptr};
-  if (pid == 0) child_exec(exe.get(), argv.data(), envp);
+  if (pid == 0) child_exec(exe.get(), argv.data(), envp.data());
   UniqueFd child(pidfd);
   log.debug("started host PID 1", {{"pid", pid}, {"state", abs}});
+  // PID 1 serves its sprites' disks over FUSE and mounts ext4 on them in its mount
+  // namespace. If PID 1 died holding the last reference to that namespace, its teardown
+  // (in PID 1's exit, before its /dev/fuse is released) would flush into its own FUSE
+  // files and wait forever. Holding a reference here until PID 1 is gone makes the
+  // teardown ours, after the FUSE connections have been aborted: a kill -9 of PID 1
+  // leaves no stuck process.
+  UniqueFd mnt_ns(::open(("/proc/" + std::to_string(pid) + "/ns/mnt").c_str(), O_RDONLY | O_CLOEXEC));
+  if (!mnt_ns) log.warn("cannot hold PID 1's mount namespace", {{"err", std::strerror(errno)}});
 
   // Signals stay blocked (main did that); read them synchronously: this process has
   // nothing else to do until its child ends.

@@ -1,0 +1,239 @@
+// agent/disks.cpp — sprites' disks (see disks.hpp).
+#include "agent/disks.hpp"
+
+#include <sys/mount.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "common/log.hpp"
+#include "common/run.hpp"
+#include "common/sys.hpp"
+#include "storage/frontend.hpp"
+
+namespace bp::agent {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace {
+
+std::string random_hex(std::size_t bytes) {
+  unsigned char b[16] = {};
+  bytes = std::min(bytes, sizeof b);
+  if (::getrandom(b, bytes, 0) != static_cast<ssize_t>(bytes)) {
+    auto t = std::chrono::steady_clock::now().time_since_epoch().count();
+    std::memcpy(b, &t, std::min(bytes, sizeof t));
+  }
+  std::string out;
+  char h[3];
+  for (std::size_t i = 0; i < bytes; ++i) {
+    std::snprintf(h, sizeof h, "%02x", b[i]);
+    out += h;
+  }
+  return out;
+}
+
+// Unmounts path, waiting a little for it to stop being busy (a container that just
+// exited may still hold it for a moment).
+Status unmount_path(const std::string& path) {
+  for (int i = 0; i < 100; ++i) {
+    if (::umount2(path.c_str(), 0) == 0 || errno == EINVAL || errno == ENOENT) return {};
+    if (errno != EBUSY) return sys_error("umount(" + path + ")");
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return sys_error("umount(" + path + ")", EBUSY);
+}
+
+}  // namespace
+
+Result<std::unique_ptr<storage::ObjectStore>> open_object_store(const std::string& url,
+                                                                const storage::S3Credentials& creds) {
+  if (url.rfind("file://", 0) == 0) return storage::open_file_store(url);
+  if (url.rfind("s3://", 0) == 0 || url.rfind("s3+http://", 0) == 0) {
+    if (creds.access_key.empty() || creds.secret_key.empty())
+      return make_error("object store " + url + ": no S3 keys (set storage.s3_access_key and storage.s3_secret_key, "
+                        "or $AWS_ACCESS_KEY_ID and $AWS_SECRET_ACCESS_KEY)", EINVAL);
+    return storage::open_s3_store(url, creds);
+  }
+  return make_error("object store: unknown URL scheme in '" + url + "'", EINVAL);
+}
+
+struct Disks::Mounted {
+  std::string target;
+  std::unique_ptr<storage::Volume> vol;
+  std::unique_ptr<storage::AttachedDisk> dev;
+};
+
+Disks::Disks(DisksConfig cfg, std::unique_ptr<storage::ObjectStore> store)
+    : cfg_(std::move(cfg)), store_(std::move(store)) {}
+
+Disks::~Disks() { unmount_all(); }
+
+storage::VolumeOptions Disks::options(const std::string& volume) const {
+  storage::VolumeOptions o = cfg_.defaults;
+  o.name = volume;
+  o.dir = cfg_.state_dir + "/volumes/" + volume;
+  return o;
+}
+
+Status Disks::mount(const std::string& volume, const std::string& target, bool create, const std::string& base_image) {
+  Logger log("agent.disks");
+  auto o = options(volume);
+  if (auto s = make_dirs(o.dir); !s) return s;
+  o.create = create;
+  if (create) {
+    // Only a volume the store lacks becomes a clone; an existing one is opened as it is.
+    auto known = store_->head("volumes/" + volume + "/volume.json");
+    if (!known && known.error().code != ENOENT) return std::move(known).error().wrap("volume " + volume);
+    if (!known) {
+      if (base_image.empty()) return make_error("no base image to start a new disk from", EUNATCH);
+      auto b = base(base_image);
+      if (!b) return std::move(b).error();
+      o.parent = b->volume;
+      o.parent_seq = b->seq;
+    }
+  }
+  auto t0 = std::chrono::steady_clock::now();
+  auto vol = storage::Volume::open(*store_, o);
+  if (!vol) return std::move(vol).error();
+  auto dev = storage::attach_fuse_loop(**vol, o.dir + "/frontend");
+  if (!dev) return std::move(dev).error().wrap("volume " + volume);
+  auto fail = [&](Error e) -> Status {
+    (void)(*dev)->detach();
+    (void)(*vol)->close();
+    return std::move(e).wrap("volume " + volume);
+  };
+  if (auto s = storage::ensure_ext4((*dev)->device()); !s) return fail(std::move(s).error());
+  if (auto s = make_dirs(target); !s) return fail(std::move(s).error());
+  if (auto s = storage::mount_ext4((*dev)->device(), target); !s) return fail(std::move(s).error());
+  auto m = std::make_unique<Mounted>();
+  m->target = target;
+  m->vol = std::move(*vol);
+  m->dev = std::move(*dev);
+  log.info("disk mounted", {{"volume", volume}, {"device", m->dev->device()}, {"target", target},
+                            {"ms", std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0).count()}});
+  std::lock_guard lk(mu_);
+  mounted_[volume] = std::move(m);
+  return {};
+}
+
+Status Disks::unmount(const std::string& volume) {
+  std::unique_ptr<Mounted> m;
+  {
+    std::lock_guard lk(mu_);
+    auto it = mounted_.find(volume);
+    if (it == mounted_.end()) return {};
+    m = std::move(it->second);
+    mounted_.erase(it);
+  }
+  // In order: the filesystem (which flushes it into the volume), the block device, the
+  // frontend, then the volume uploads what is left.
+  if (auto s = unmount_path(m->target); !s) {
+    std::lock_guard lk(mu_);
+    mounted_[volume] = std::move(m);  // still in use: keep everything under it
+    return std::move(s).error().wrap("unmount volume " + volume);
+  }
+  Status s = m->dev->detach();
+  Status c = m->vol->close();
+  if (!s) return std::move(s).error().wrap("volume " + volume);
+  if (!c) return c;
+  Logger("agent.disks").info("disk unmounted", {{"volume", volume}});
+  return {};
+}
+
+Status Disks::remove(const std::string& volume) {
+  auto objs = store_->list("volumes/" + volume + "/");
+  if (!objs) return std::move(objs).error().wrap("remove volume " + volume);
+  std::vector<std::string> keys;
+  for (auto& o : *objs) keys.push_back(std::move(o.key));
+  if (auto s = store_->remove(keys); !s) return std::move(s).error().wrap("remove volume " + volume);
+  std::error_code ec;
+  fs::remove_all(options(volume).dir, ec);
+  if (ec) return make_error("remove volume " + volume + ": " + ec.message(), ec.value());
+  return {};
+}
+
+void Disks::unmount_all() {
+  std::vector<std::string> names;
+  {
+    std::lock_guard lk(mu_);
+    for (const auto& [n, m] : mounted_) names.push_back(n);
+  }
+  for (const auto& n : names)
+    if (auto s = unmount(n); !s) Logger("agent.disks").error("disk unmount failed", {{"volume", n}, {"err", s.error().what}});
+}
+
+std::optional<std::uint64_t> Disks::used_bytes(const std::string& volume) {
+  std::lock_guard lk(mu_);
+  auto it = mounted_.find(volume);
+  if (it == mounted_.end()) return std::nullopt;
+  return it->second->vol->used_bytes();
+}
+
+// The base image's volume: the one recorded in STATE/base-volume.json if it was made
+// from this image and the store has it sealed, else a new import.
+Result<Disks::Base> Disks::base(const std::string& image) {
+  std::lock_guard lk(base_mu_);
+  if (base_ && base_->image == image) return *base_;
+  std::string record = cfg_.state_dir + "/base-volume.json";
+  if (auto text = read_file(record); text) {
+    json j = json::parse(*text, nullptr, false);
+    if (j.is_object() && j.value("image", "") == image && j.contains("seq") && j["seq"].is_number_unsigned()) {
+      Base b{image, j.value("volume", ""), j["seq"].get<std::uint64_t>()};
+      auto sealed = storage::sealed_seq(*store_, b.volume);
+      if (!sealed) return std::move(sealed).error();
+      if (*sealed && **sealed == b.seq) return *(base_ = b);
+    }
+  }
+  auto b = import_base(image);
+  if (!b) return b;
+  json j{{"image", b->image}, {"volume", b->volume}, {"seq", b->seq}};
+  if (auto s = write_file_atomic(record, j.dump() + "\n", 0600); !s) return std::move(s).error();
+  return *(base_ = *b);
+}
+
+// Copies the image into a new volume's ext4, uploads all of it and seals it. A crash
+// part-way leaves an unsealed volume nothing refers to; the next start imports anew.
+Result<Disks::Base> Disks::import_base(const std::string& image) {
+  Logger log("agent.disks");
+  auto t0 = std::chrono::steady_clock::now();
+  Base b{image, "base-" + random_hex(6), 0};
+  auto o = options(b.volume);
+  o.create = true;
+  o.durability = storage::Durability::local;  // one upload at close is enough
+  if (auto s = make_dirs(o.dir); !s) return std::move(s).error();
+  auto vol = storage::Volume::open(*store_, o);
+  if (!vol) return std::move(vol).error().wrap("import base image");
+  auto dev = storage::attach_fuse_loop(**vol, o.dir + "/frontend");
+  if (!dev) return std::move(dev).error().wrap("import base image");
+  std::string mnt = o.dir + "/mnt";
+  auto step = [&]() -> Status {
+    if (auto s = storage::ensure_ext4((*dev)->device()); !s) return s;
+    if (auto s = make_dirs(mnt); !s) return s;
+    if (auto s = storage::mount_ext4((*dev)->device(), mnt); !s) return s;
+    auto cp = run_program({"cp", "-a", "--", image + "/.", mnt + "/"});
+    Status u = unmount_path(mnt);
+    if (!cp) return std::move(cp).error();
+    return u;
+  };
+  Status s = step();
+  Status d = (*dev)->detach();
+  Status c = (*vol)->close();
+  for (Status* e : {&s, &d, &c})
+    if (!*e) return std::move(*e).error().wrap("import base image " + image);
+  b.seq = (*vol)->stats().applied_seq;
+  if (auto m = storage::mark_sealed(*store_, b.volume, b.seq); !m) return std::move(m).error();
+  std::error_code ec;
+  fs::remove_all(o.dir, ec);  // clones read it through the store and their own caches
+  log.info("base image imported", {{"image", image}, {"volume", b.volume}, {"used_bytes", (*vol)->used_bytes()},
+                                   {"ms", std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0).count()}});
+  return b;
+}
+
+}  // namespace bp::agent

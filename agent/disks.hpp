@@ -1,0 +1,69 @@
+// agent/disks.hpp — sprites' disks: a storage::Volume per sprite, served to the kernel by
+// a frontend (FUSE + loop today), carrying ext4, mounted where the container's root goes.
+// The base image is imported once into a sealed base volume; a new sprite's volume starts
+// as a clone of it (its map, not its data).
+#pragma once
+
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+
+#include "common/result.hpp"
+#include "storage/object_store.hpp"
+#include "storage/volume.hpp"
+
+namespace bp::storage {
+class AttachedDisk;
+}
+
+namespace bp::agent {
+
+struct DisksConfig {
+  std::string state_dir;             // local state of each volume: STATE/volumes/NAME/
+  storage::VolumeOptions defaults;   // size, durability, limits; name and dir are per volume
+};
+
+class Disks {
+ public:
+  Disks(DisksConfig cfg, std::unique_ptr<storage::ObjectStore> store);
+  ~Disks();  // unmounts whatever is still mounted
+
+  // Mounts volume's ext4 at target. create: the store may lack the volume, which then
+  // starts as a clone of the base image's volume (imported on first use). Without
+  // create, a volume the store lacks is an error, never a new empty disk.
+  Status mount(const std::string& volume, const std::string& target, bool create, const std::string& base_image);
+  // Unmounts, detaches the block device, stops the frontend and uploads what is left.
+  Status unmount(const std::string& volume);
+  // After unmount: deletes the volume's objects and its local state.
+  Status remove(const std::string& volume);
+  void unmount_all();
+
+  // Bytes the sprite has written (trims subtracted), or nullopt when not mounted.
+  std::optional<std::uint64_t> used_bytes(const std::string& volume);
+  storage::ObjectStore& store() { return *store_; }
+
+ private:
+  struct Mounted;
+  struct Base {
+    std::string image, volume;
+    std::uint64_t seq = 0;
+  };
+  Result<Base> base(const std::string& image);
+  Result<Base> import_base(const std::string& image);
+  storage::VolumeOptions options(const std::string& volume) const;
+
+  DisksConfig cfg_;
+  std::unique_ptr<storage::ObjectStore> store_;
+  std::mutex mu_;
+  std::map<std::string, std::unique_ptr<Mounted>> mounted_;
+  std::mutex base_mu_;  // one import at a time
+  std::optional<Base> base_;
+};
+
+// Opens the object store a URL names (file://, s3://, s3+http://).
+Result<std::unique_ptr<storage::ObjectStore>> open_object_store(const std::string& url,
+                                                                const storage::S3Credentials& creds);
+
+}  // namespace bp::agent
