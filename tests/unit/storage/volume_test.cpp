@@ -10,7 +10,9 @@
 #include <catch2/catch.hpp>
 #include <cstring>
 #include <filesystem>
+#include <atomic>
 #include <random>
+#include <thread>
 
 #include "common/fd.hpp"
 #include "storage/crc32c.hpp"
@@ -428,4 +430,103 @@ TEST_CASE("volume: random writes and trims against a model, with reopen", "[stor
   v = Volume::open(**store, fresh);
   REQUIRE(v);
   REQUIRE(read_back(**v, 0, o.size) == model);
+}
+
+namespace {
+
+// A store that can be taken down: every call fails with EIO while down, as a dead
+// endpoint does after the S3 client's retry budget.
+class Switchable final : public ObjectStore {
+ public:
+  explicit Switchable(ObjectStore& s) : s_(s) {}
+  std::atomic<bool> down{false};
+  bp::Result<std::string> put(const std::string& k, const std::string& d, const PutIf& c) override {
+    if (down) return dead();
+    return s_.put(k, d, c);
+  }
+  bp::Result<std::string> get(const std::string& k, std::uint64_t o, std::optional<std::uint64_t> n) override {
+    if (down) return dead();
+    return s_.get(k, o, n);
+  }
+  bp::Result<ObjectInfo> head(const std::string& k) override {
+    if (down) return dead();
+    return s_.head(k);
+  }
+  bp::Result<std::vector<ObjectInfo>> list(const std::string& p) override {
+    if (down) return dead();
+    return s_.list(p);
+  }
+  bp::Status remove(const std::vector<std::string>& k) override {
+    if (down) return dead();
+    return s_.remove(k);
+  }
+  std::string url() const override { return s_.url(); }
+
+ private:
+  static bp::Error dead() { return bp::make_error("object store: connection refused (3 attempts)", EIO); }
+  ObjectStore& s_;
+};
+
+}  // namespace
+
+TEST_CASE("volume: strict flushes fail with EIO while the store is down, then succeed", "[storage]") {
+  TempDir d;
+  auto file = open_file_store("file://" + d.path + "/objects");
+  REQUIRE(file);
+  Switchable store(**file);
+  auto o = opts(d.path + "/state", Durability::strict);
+  o.flush_timeout = std::chrono::milliseconds(300);
+  auto v = Volume::open(store, o);
+  REQUIRE(v);
+  std::string a = pattern(8 * kBlock, 16);
+  REQUIRE((*v)->write(0, a));
+  store.down = true;
+  auto t0 = std::chrono::steady_clock::now();
+  auto f = (*v)->flush();
+  REQUIRE_FALSE(f);
+  REQUIRE(f.error().code == EIO);
+  REQUIRE(f.error().what.find("connection refused") != std::string::npos);
+  REQUIRE(std::chrono::steady_clock::now() - t0 < std::chrono::seconds(5));
+  REQUIRE(read_back(**v, 0, a.size()) == a);  // nothing lost meanwhile
+  store.down = false;
+  REQUIRE((*v)->flush());  // the same data, now durable
+  auto fresh = opts(d.path + "/fresh", Durability::strict);
+  fresh.create = false;
+  auto w = Volume::open(**file, fresh);
+  REQUIRE(w);
+  REQUIRE(read_back(**w, 0, a.size()) == a);
+}
+
+TEST_CASE("volume: local mode takes writes into the journal up to its bound, then waits", "[storage]") {
+  TempDir d;
+  auto file = open_file_store("file://" + d.path + "/objects");
+  REQUIRE(file);
+  Switchable store(**file);
+  auto o = opts(d.path + "/state");
+  o.journal_limit = 2 << 20;
+  auto v = Volume::open(store, o);
+  REQUIRE(v);
+  store.down = true;
+  std::string chunk = pattern(256 * kBlock, 17);  // 1 MiB
+  REQUIRE((*v)->write(0, chunk));
+  REQUIRE((*v)->write(chunk.size(), chunk));
+  REQUIRE((*v)->flush());  // local: the journal is enough
+  // The journal is full: the next write waits for the store.
+  std::atomic<bool> done{false};
+  bp::Status wrote;
+  std::thread writer([&] {  // (Catch's assertions are not for other threads)
+    wrote = (*v)->write(2 * chunk.size(), chunk);
+    done = true;
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  REQUIRE_FALSE(done);
+  store.down = false;  // uploads resume, the journal drains, the write goes through
+  writer.join();
+  REQUIRE(wrote);
+  REQUIRE((*v)->close());
+  auto fresh = opts(d.path + "/fresh");
+  fresh.create = false;
+  auto w = Volume::open(**file, fresh);
+  REQUIRE(w);
+  REQUIRE(read_back(**w, 0, 3 * chunk.size()) == chunk + chunk + chunk);
 }
