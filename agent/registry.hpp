@@ -64,6 +64,8 @@ class SpriteControl {
   virtual Result<std::int64_t> check(const std::string& name) = 0;
   // One machine, one sprite (VM mode): create and destroy belong to the control plane.
   virtual bool single_sprite() const = 0;
+  // Bytes written to the sprite's disk (trims subtracted), or nullopt when not known.
+  virtual std::optional<std::uint64_t> disk_used(const std::string& name) = 0;
 };
 
 }  // namespace bp::agent

@@ -321,6 +321,17 @@ void SpriteManager::stop_all() {
   for (const auto& name : mounted) (void)unmount_root(name);  // it logs its failure
 }
 
+std::optional<std::uint64_t> SpriteManager::disk_used(const std::string& name) {
+  std::string volume;
+  {
+    std::lock_guard lk(mu_);
+    auto it = volumes_.find(name);
+    if (it == volumes_.end()) return std::nullopt;
+    volume = it->second;
+  }
+  return cfg_.disks->used_bytes(volume);
+}
+
 std::shared_ptr<container::Container> SpriteManager::container(const std::string& name) {
   std::lock_guard lk(mu_);
   auto it = containers_.find(name);

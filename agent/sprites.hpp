@@ -44,6 +44,7 @@ class SpriteManager final : public SpriteControl {
   Status restart(const std::string& name) override;
   Result<std::int64_t> check(const std::string& name) override;
   bool single_sprite() const override { return cfg_.single; }
+  std::optional<std::uint64_t> disk_used(const std::string& name) override;
   // At shutdown: stops every container and unmounts every root.
   void stop_all();
 

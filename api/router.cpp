@@ -210,7 +210,8 @@ Routed Router::sprite_item(const Request& req, const std::vector<std::string>& s
   if (s.size() == 3) {
     if (req.method == "GET" || req.method == "HEAD") {
       Response r;
-      r.body = sprite_json(*rec, cfg_.org, cfg_.base_url, cfg_.machine);
+      r.body = sprite_json(*rec, cfg_.org, cfg_.base_url, cfg_.machine,
+                           control_ ? control_->disk_used(name) : std::nullopt);
       return {r};
     }
     if (req.method == "DELETE") {

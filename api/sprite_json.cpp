@@ -14,6 +14,7 @@ json sprite_object(const agent::SpriteRecord& rec, std::string_view org, std::st
   json config{{"region", "local"}};
   if (m.ram_mb) config["ram_mb"] = m.ram_mb;
   if (m.cpus) config["cpus"] = m.cpus;
+  if (m.storage_gb) config["storage_gb"] = m.storage_gb;
   return json{{"id", rec.id},
               {"name", rec.name},
               {"organization", org},
@@ -61,8 +62,10 @@ OrgCounts org_counts(const std::vector<agent::SpriteRecord>& all, int max_sprite
 }
 
 std::string sprite_json(const agent::SpriteRecord& rec, std::string_view org, std::string_view url,
-                        const Machine& machine) {
-  return dump(sprite_object(rec, org, url, machine));
+                        const Machine& machine, std::optional<std::uint64_t> disk_used) {
+  json j = sprite_object(rec, org, url, machine);
+  if (disk_used) j["storage"] = {{"used_bytes", *disk_used}};
+  return dump(j);
 }
 
 std::string sprite_list_json(const std::vector<agent::SpriteRecord>& page, std::string_view org, std::string_view url,

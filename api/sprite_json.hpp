@@ -17,6 +17,7 @@ namespace bp::api {
 struct Machine {
   std::uint64_t ram_mb = 0;
   unsigned cpus = 0;
+  std::uint64_t storage_gb = 0;  // a sprite's disk
 };
 
 // An RFC 3339 UTC timestamp of Unix seconds t.
@@ -29,8 +30,10 @@ struct OrgCounts {
 };
 OrgCounts org_counts(const std::vector<agent::SpriteRecord>& all, int max_sprites);
 
+// disk_used: bytes the sprite has written to its disk (trims subtracted), when known;
+// an additive field, "storage": {"used_bytes": N}.
 std::string sprite_json(const agent::SpriteRecord& rec, std::string_view org, std::string_view url,
-                        const Machine& machine);
+                        const Machine& machine, std::optional<std::uint64_t> disk_used = std::nullopt);
 // One page of the list; next_token set when there is more (has_more).
 std::string sprite_list_json(const std::vector<agent::SpriteRecord>& page, std::string_view org, std::string_view url,
                              const Machine& machine, const OrgCounts& counts,

@@ -497,6 +497,7 @@ api::Machine Pid1::machine() const {
   unsigned long long quota = 0, period = 0;
   if (cfg_.limits.cpu_max && std::sscanf(cfg_.limits.cpu_max->c_str(), "%llu %llu", &quota, &period) == 2 && period)
     m.cpus = std::min<unsigned>(m.cpus ? m.cpus : ~0u, static_cast<unsigned>((quota + period - 1) / period));
+  m.storage_gb = cfg_.storage.volume_size >> 30;
   return m;
 }
 

@@ -39,6 +39,7 @@ struct Control : bp::agent::SpriteControl {
   bp::Status restart(const std::string&) override { return {}; }
   bp::Result<std::int64_t> check(const std::string&) override { return std::int64_t{1}; }
   bool single_sprite() const override { return false; }
+  std::optional<std::uint64_t> disk_used(const std::string&) override { return std::nullopt; }
   bp::agent::Registry& reg;
 };
 

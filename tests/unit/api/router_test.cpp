@@ -152,6 +152,9 @@ struct FakeControl : bp::agent::SpriteControl {
     return std::int64_t{7};
   }
   bool single_sprite() const override { return single; }
+  std::optional<std::uint64_t> disk_used(const std::string& name) override {
+    return name == "t1" ? std::optional<std::uint64_t>(12288) : std::nullopt;
+  }
   int restarts = 0;
   bool single = false;
 };
@@ -173,7 +176,9 @@ TEST_CASE("create, get and delete a sprite through the control", "[router]") {
   CHECK(j["url_settings"]["auth"] == "sprite");
   CHECK(r.handle(post).status == 409);  // the name is taken
   CHECK(r.handle(req("GET", "/v1/sprites/t%2D1")).status == 404);
-  CHECK(r.handle(req("GET", "/v1/sprites/t1")).status == 200);
+  auto got = r.handle(req("GET", "/v1/sprites/t1"));
+  CHECK(got.status == 200);
+  CHECK(json::parse(got.body)["storage"]["used_bytes"] == 12288);  // what its disk holds
   CHECK(r.handle(req("DELETE", "/v1/sprites/t1")).status == 204);
   CHECK(r.handle(req("GET", "/v1/sprites/t1")).status == 404);
   CHECK(r.handle(req("DELETE", "/v1/sprites/t1")).status == 404);
