@@ -385,7 +385,7 @@ Status Pid1::step_cache_disk() {
   return {};
 }
 
-// The object store sprites' disks live in, checked reachable with these keys (one HEAD
+// The object store sprites' disks live in, checked reachable with these keys (one GET
 // of a key that need not exist). A store that does not answer fails the step, which is
 // retried: a sprite never comes up on a fresh empty disk in place of its own.
 Status Pid1::step_storage() {
@@ -410,7 +410,8 @@ Status Pid1::step_storage() {
   else if (!env("AWS_REGION").empty()) creds.region = env("AWS_REGION");
   auto store = agent::open_object_store(url, creds);
   if (!store) return std::move(store.error());
-  if (auto probe = (*store)->head("volumes/.probe"); !probe && probe.error().code != ENOENT)
+  // A GET, not a HEAD: a refusal then comes with the store's reason (its error body).
+  if (auto probe = (*store)->get("volumes/.probe"); !probe && probe.error().code != ENOENT)
     return std::move(probe.error()).wrap("object store " + url);
   agent::DisksConfig dc;
   dc.state_dir = state;

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <condition_variable>
 #include <cstring>
 #include <deque>
@@ -45,6 +46,8 @@ namespace {
 constexpr std::uint64_t kSegmentTarget = 8u << 20;  // raw bytes per segment
 constexpr std::uint64_t kRotateMax = 32u << 20;     // journal file size that starts a new one
 constexpr std::uint64_t kReadPiece = 1u << 20;      // journal bytes packed at a time
+constexpr std::size_t kReplayWindow = 256;          // segment indexes per map transaction
+constexpr std::size_t kReplayFetchers = 16;         // parallel GETs of segment indexes
 
 std::string hex16(std::uint64_t v) {
   char b[17];
@@ -203,52 +206,67 @@ struct Volume::Impl {
 
   // Applies volume `vol`'s complete journal files whose segments are in (after, upto]
   // to the map as source src. Returns the highest seq seen at all (a new segment must
-  // not reuse it, even one of an incomplete file).
+  // not reuse it, even one of an incomplete file). Indexes are fetched kReplayWindow at a
+  // time by parallel GETs, and each window is one map transaction.
   Result<std::uint64_t> replay(const std::string& vol, std::uint32_t src, std::uint64_t after,
                                std::optional<std::uint64_t> upto) {
     auto listed = store.list(volume_key(vol, "data/"));
     if (!listed) return std::move(listed).error().wrap("list segments of " + vol);
     std::uint64_t max_seq = 0;
-    std::vector<SegmentIndex> group;
+    std::vector<std::pair<std::uint64_t, std::string>> todo;
     for (const auto& obj : *listed) {
       auto seq = seq_of_key(obj.key);
       if (!seq) continue;
       max_seq = std::max(max_seq, *seq);
-      if (*seq <= after || (upto && *seq > *upto)) continue;
-      auto idx = fetch_index(obj.key);
-      if (!idx) return std::move(idx).error().wrap("replay " + vol);
-      if (idx->seq != *seq) return make_error("replay " + vol + ": " + obj.key + " says it is seq " + std::to_string(idx->seq), EBADMSG);
-      // A journal file's parts have consecutive seqs; anything else is the remains of an
-      // upload a crash cut short, superseded by a later complete one.
-      bool follows = !group.empty() && group.back().seq + 1 == idx->seq && idx->part == group.size() &&
-                     idx->parts == group.front().parts && idx->journal == group.front().journal;
-      if (idx->part == 0) {
-        group.clear();
-      } else if (!follows) {
-        log.warn("skipping the segment of an interrupted upload", {{"volume", vol}, {"seq", *seq}});
-        group.clear();
-        continue;
-      }
-      group.push_back(std::move(*idx));
-      if (group.size() < group.front().parts) continue;
+      if (*seq > after && (!upto || *seq <= *upto)) todo.emplace_back(*seq, obj.key);
+    }
+    std::vector<SegmentIndex> group;
+    std::uint64_t journal_applied = db->get_u64("journal_applied");
+    for (std::size_t w = 0; w < todo.size(); w += kReplayWindow) {
+      std::size_t n = std::min(kReplayWindow, todo.size() - w);
+      std::vector<Result<SegmentIndex>> idxs(n);
+      std::atomic<std::size_t> next{0};
+      std::vector<std::thread> fetchers;
+      for (std::size_t t = 0; t < std::min(kReplayFetchers, n); ++t)
+        fetchers.emplace_back([&] {
+          for (std::size_t i; (i = next++) < n;) idxs[i] = fetch_index(todo[w + i].second);
+        });
+      for (auto& t : fetchers) t.join();
+
       std::vector<MapDb::Update> ups;
-      std::uint64_t journal = group.front().journal;
-      for (const auto& seg : group)
-        for (const auto& e : seg.entries) {
-          if (e.trim) {
-            ups.push_back({e.lba, e.blocks, Loc{}});
-          } else {
-            Loc l{Loc::object, src, seg.seq, 0, e.frame_off, e.frame_len, e.lba, e.blocks};
-            ups.push_back({e.lba, e.blocks, l});
-          }
-        }
       std::vector<std::pair<std::string, std::string>> vals;
-      if (src == 0) {
-        vals = {{"applied_seq", std::to_string(group.back().seq)}};
-        if (journal > db->get_u64("journal_applied")) vals.push_back({"journal_applied", std::to_string(journal)});
+      for (std::size_t i = 0; i < n; ++i) {
+        auto& [seq, key] = todo[w + i];
+        auto& idx = idxs[i];
+        if (!idx) return std::move(idx).error().wrap("replay " + vol);
+        if (idx->seq != seq) return make_error("replay " + vol + ": " + key + " says it is seq " + std::to_string(idx->seq), EBADMSG);
+        // A journal file's parts have consecutive seqs; anything else is the remains of an
+        // upload a crash cut short, superseded by a later complete one.
+        bool follows = !group.empty() && group.back().seq + 1 == idx->seq && idx->part == group.size() &&
+                       idx->parts == group.front().parts && idx->journal == group.front().journal;
+        if (idx->part == 0) {
+          group.clear();
+        } else if (!follows) {
+          log.warn("skipping the segment of an interrupted upload", {{"volume", vol}, {"seq", seq}});
+          group.clear();
+          continue;
+        }
+        group.push_back(std::move(*idx));
+        if (group.size() < group.front().parts) continue;
+        for (const auto& seg : group)
+          for (const auto& e : seg.entries)
+            ups.push_back(e.trim ? MapDb::Update{e.lba, e.blocks, Loc{}}
+                                 : MapDb::Update{e.lba, e.blocks, Loc{Loc::object, src, seg.seq, 0, e.frame_off,
+                                                                      e.frame_len, e.lba, e.blocks}});
+        if (src == 0) {
+          vals = {{"applied_seq", std::to_string(group.back().seq)}};
+          journal_applied = std::max(journal_applied, group.front().journal);
+          vals.push_back({"journal_applied", std::to_string(journal_applied)});
+        }
+        group.clear();
       }
-      if (auto s = db->apply(gen, ups, vals); !s) return std::move(s).error();
-      group.clear();
+      if (!ups.empty() || !vals.empty())
+        if (auto s = db->apply(gen, ups, vals); !s) return std::move(s).error();
     }
     return max_seq;
   }
