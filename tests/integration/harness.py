@@ -91,6 +91,10 @@ class Runtime:
     def __init__(self, listen="127.0.0.1:0", extra=(), state=None):
         self.dir = tempfile.mkdtemp(prefix="bp-it-")
         self.state = state or os.path.join(self.dir, "state")
+        try:  # what a runtime killed earlier left: wait_ready must see this one's
+            os.unlink(os.path.join(self.state, "endpoint.json"))
+        except FileNotFoundError:
+            pass
         self.log_path = os.path.join(self.dir, "console.log")
         self.log = open(self.log_path, "wb")
         self.proc = subprocess.Popen([BIN, "--host", "--state", self.state, "--listen", listen, *extra],
@@ -147,6 +151,18 @@ class Runtime:
             self.kill()
             raise AssertionError(f"did not stop within {timeout_s} s:\n{self.console()}")
         return code, time.monotonic() - t0
+
+    def kill_pid1(self, timeout_s=30):
+        """SIGKILL to PID 1 alone (a crash): the launcher sees it die and exits."""
+        pid1 = self.pid1()
+        if pid1:
+            os.kill(pid1, signal.SIGKILL)
+        try:
+            code = self.proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"the launcher did not exit after PID 1 was killed:\n{self.console()[-3000:]}")
+        self.log.close()
+        return code
 
     def kill(self):
         pid1 = self.pid1()

@@ -1,5 +1,5 @@
-"""Host mode makes real sprites: POST creates one (its own container on an overlay of the base
-image), it survives a restart of the runtime, DELETE removes every trace of it."""
+"""Host mode makes real sprites: POST creates one (its own container on its own disk, a clone
+of the base image), it survives a restart of the runtime, DELETE removes every trace of it."""
 import json
 import os
 import subprocess
@@ -49,12 +49,13 @@ class HostSprites(unittest.TestCase):
                                          body=b'{"labels":["kept"],"url_settings":{"auth":"public"}}')
             self.assertEqual((status, body["labels"]), (200, ["kept"]))
             self.assertIn("alpha", container_inits(rt.pid1()))
-            # The container's root is an overlay: a file written there lands in the sprite's upper dir.
+            # The container's root is ext4 on the sprite's own disk, a clone of the base image.
             init = container_inits(rt.pid1())["alpha"]
             with open(f"/proc/{init}/root/etc/hostname") as f:
                 self.assertEqual(f.read(), "alpha\n")
-            upper = os.path.join(rt.state, "sprites", "alpha", "upper")
-            self.assertTrue(os.path.exists(os.path.join(upper, "etc", "hostname")))
+            with open(f"/proc/{init}/mounts") as f:
+                root = [line.split() for line in f if line.split()[1:2] == ["/"]]
+            self.assertEqual(root[-1][2], "ext4", root)
             self.assertFalse(os.path.exists(os.path.join(BASE, "etc", "hostname")))  # the base image is untouched
             self.assertEqual(rt.stop()[0], 0, rt.console())
         finally:

@@ -176,6 +176,24 @@ def check_basics(cli, failures):
               f"stderr {err.strip()!r}")
 
 
+def check_disk(cli, vm, failures):
+    """The sprite's root is ext4 on its volume (FUSE + loop), with the volume's local
+    state on the VM's virtio cache disk; written data reads back after sync."""
+    rc, out, err, _ = cli.exec("awk", '$2 == "/" {print $1, $3}', "/proc/mounts")
+    dev, _, fstype = out.strip().partition(" ")
+    check(failures, rc == 0 and dev.startswith("/dev/loop") and fstype == "ext4",
+          f"disk: the sprite's root is ext4 on a loop device: {out.strip()!r} {err.strip()}")
+    rc, out, err, _ = cli.exec("sh", "-c", "dd if=/dev/urandom of=/disk-check bs=1M count=8 2>/dev/null && "
+                               "sync && md5sum /disk-check > /disk-check.md5 && md5sum -c /disk-check.md5")
+    check(failures, rc == 0 and "OK" in out, f"disk: 8 MiB written, synced and read back: {out.strip()} {err.strip()}")
+    with vm.cond:
+        cache = [ev for _, ev in vm.events if ev.get("msg") == "cache disk"]
+        mounted = [ev for _, ev in vm.events if ev.get("msg") == "disk mounted"]
+    check(failures, bool(cache) and cache[0].get("device") == "/dev/vda",
+          f"disk: /var/lib/ballpoint on the virtio cache disk: {cache[:1]}")
+    check(failures, bool(mounted), f"disk: the sprite's volume mounted at boot: {mounted[:1]}")
+
+
 def check_pids(cli, vm, failures):
     t0 = time.monotonic()
     bomb = cli.popen("sh", "-c", BOMB)
@@ -378,6 +396,7 @@ def cmd_run(args):
         cli = Cli(args.cli, vm, token)
         phase("setup", check_setup, cli, failures)
         phase("basics", check_basics, cli, failures)
+        phase("disk", check_disk, cli, vm, failures)
         phase("pids", check_pids, cli, vm, failures)
         phase("memory", check_memory, cli, vm, failures)
         phase("cpu", check_cpu, cli, failures)
