@@ -13,7 +13,7 @@ in the same run:
   the time to read 1 GiB with a cold cache from Ceph RGW
 
 usage: storage_bench.py --driver build/tests/integration/volume_driver [--size-mib 1024]
-                        [--s3-env FILE | --ceph DIR]
+                        [--fsync-seconds 15] [--s3-env FILE | --ceph DIR]
 """
 import argparse
 import json
@@ -58,12 +58,12 @@ def drop_caches():
         f.write("3\n")
 
 
-def suite(directory, size):
+def suite(directory, size, secs):
     """(seq write MiB/s, seq read MiB/s, 4k fsync write IOPS)."""
     w = fio(directory, "--rw=write", "--bs=1m", f"--size={size}m", "--direct=1", "--filename=seq")
     drop_caches()
     r = fio(directory, "--rw=read", "--bs=1m", f"--size={size}m", "--direct=1", "--filename=seq")
-    f = fio(directory, "--rw=randwrite", "--bs=4k", "--size=64m", "--fsync=1", "--runtime=15", "--time_based",
+    f = fio(directory, "--rw=randwrite", "--bs=4k", "--size=64m", "--fsync=1", f"--runtime={secs}", "--time_based",
             "--filename=rand")
     return mib_s(w, "write"), mib_s(r, "read"), f["write"]["iops"]
 
@@ -72,6 +72,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--driver", required=True)
     ap.add_argument("--size-mib", type=int, default=1024)
+    ap.add_argument("--fsync-seconds", type=int, default=15)
     ap.add_argument("--s3-env")
     ap.add_argument("--ceph")
     a = ap.parse_args()
@@ -80,11 +81,11 @@ def main():
     try:
         plain = os.path.join(tmp, "plain")
         os.mkdir(plain)
-        base = suite(plain, a.size_mib)
+        base = suite(plain, a.size_mib, a.fsync_seconds)
 
         url = "file://" + os.path.join(tmp, "objects")
         s = Served(a.driver, url, os.path.join(tmp, "state"), "bench", os.path.join(tmp, "mnt"), env)
-        vol = suite(s.root, a.size_mib)
+        vol = suite(s.root, a.size_mib, a.fsync_seconds)
         s.stop()
         # Cold: a fresh state directory, so the map and every block come from the store.
         s = Served(a.driver, url, os.path.join(tmp, "state-cold"), "bench", os.path.join(tmp, "mnt"), env)
@@ -102,8 +103,8 @@ def main():
         # Write amplification: strict mode, 4k writes each followed by fsync.
         s = Served(a.driver, "file://" + os.path.join(tmp, "objects-wa"), os.path.join(tmp, "state-wa"), "wa",
                    os.path.join(tmp, "mnt"), env, "--durability", "strict")
-        job = fio(s.root, "--rw=randwrite", "--bs=4k", "--size=64m", "--fsync=1", "--runtime=15", "--time_based",
-                  "--filename=wa")
+        job = fio(s.root, "--rw=randwrite", "--bs=4k", "--size=64m", "--fsync=1", f"--runtime={a.fsync_seconds}",
+                  "--time_based", "--filename=wa")
         st = s.stop()
         written = job["write"]["io_bytes"]
         print(f"strict 4k+fsync: fio wrote {written} B, uploaded {st['bytes_uploaded']} B "
