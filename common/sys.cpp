@@ -41,6 +41,32 @@ Status write_file(const std::string& path, std::string_view data, int mode) {
   return {};
 }
 
+Status pread_full(int fd, char* buf, std::size_t n, std::uint64_t at) {
+  while (n > 0) {
+    ssize_t r = ::pread(fd, buf, n, static_cast<off_t>(at));
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0) return sys_error("pread");
+    if (r == 0) return make_error("pread: unexpected end of file", EIO);
+    buf += r;
+    n -= static_cast<std::size_t>(r);
+    at += static_cast<std::uint64_t>(r);
+  }
+  return {};
+}
+
+Status pwrite_full(int fd, const char* buf, std::size_t n, std::uint64_t at) {
+  while (n > 0) {
+    ssize_t w = ::pwrite(fd, buf, n, static_cast<off_t>(at));
+    if (w < 0 && errno == EINTR) continue;
+    if (w < 0) return sys_error("pwrite");
+    if (w == 0) return make_error("pwrite: wrote nothing", EIO);
+    buf += w;
+    n -= static_cast<std::size_t>(w);
+    at += static_cast<std::uint64_t>(w);
+  }
+  return {};
+}
+
 Status make_dirs(const std::string& path, int mode) {
   for (std::size_t i = 1; i <= path.size(); ++i) {
     if (i < path.size() && path[i] != '/') continue;

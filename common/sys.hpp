@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cerrno>
+#include <cstdint>
 #include <string>
 
 #include "common/result.hpp"
@@ -24,6 +25,11 @@ Status write_file(const std::string& path, std::string_view data, int mode = 064
 Status write_file_atomic(const std::string& path, std::string_view data, int mode = 0644);
 // mkdir -p with mode for the directories it makes.
 Status make_dirs(const std::string& path, int mode = 0700);
+// Reads exactly n bytes at offset at (EIO at an early end of file), retrying short
+// reads and EINTR.
+Status pread_full(int fd, char* buf, std::size_t n, std::uint64_t at);
+// Writes all n bytes at offset at, retrying short writes and EINTR.
+Status pwrite_full(int fd, const char* buf, std::size_t n, std::uint64_t at);
 // Writes all bytes to fd, retrying short writes and EINTR.
 Status write_all(int fd, std::string_view data);
 

@@ -20,6 +20,7 @@
 #include <random>
 
 #include "common/fd.hpp"
+#include "common/sys.hpp"
 #include "storage/object_store.hpp"
 #include "storage/sigv4.hpp"
 
@@ -153,12 +154,7 @@ class FileStore final : public ObjectStore {
       return make_error("range starts past the end of '" + key + "'", ERANGE);
     std::uint64_t n = std::min(size - offset, length.value_or(size - offset));
     std::string out(n, '\0');
-    for (std::uint64_t done = 0; done < n;) {
-      ssize_t r = ::pread(f.get(), out.data() + done, n - done, static_cast<off_t>(offset + done));
-      if (r < 0 && errno == EINTR) continue;
-      if (r <= 0) return sys_error("object store: read " + key);
-      done += static_cast<std::uint64_t>(r);
-    }
+    if (auto s = pread_full(f.get(), out.data(), n, offset); !s) return std::move(s).error().wrap("object store: read " + key);
     return out;
   }
 

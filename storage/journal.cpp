@@ -8,6 +8,7 @@
 #include <cstring>
 #include <string>
 
+#include "common/sys.hpp"
 #include "storage/crc32c.hpp"
 #include "storage/extent_map.hpp"
 
@@ -62,18 +63,6 @@ Status write_all(int fd, std::uint64_t at, iovec* iov, int n) {
   return {};
 }
 
-bool read_exact(int fd, char* buf, std::size_t n, std::uint64_t at) {
-  while (n > 0) {
-    ssize_t r = ::pread(fd, buf, n, static_cast<off_t>(at));
-    if (r < 0 && errno == EINTR) continue;
-    if (r <= 0) return false;
-    buf += r;
-    n -= static_cast<std::size_t>(r);
-    at += static_cast<std::uint64_t>(r);
-  }
-  return true;
-}
-
 }  // namespace
 
 Result<std::uint64_t> journal_append_write(int fd, std::uint64_t at, std::uint64_t lba, std::span<const char> data) {
@@ -104,7 +93,7 @@ Result<JournalScan> journal_scan(int fd) {
   std::uint64_t at = 0;
   while (at + kJournalHeader <= size) {
     char h[kJournalHeader];
-    if (!read_exact(fd, h, kJournalHeader, at) || std::memcmp(h, kMagic, 4) != 0) break;
+    if (!pread_full(fd, h, kJournalHeader, at) || std::memcmp(h, kMagic, 4) != 0) break;
     std::uint16_t kind;
     std::memcpy(&kind, h + 4, 2);
     std::uint64_t lba = get64(h + 8), blocks = get64(h + 16);
@@ -116,7 +105,7 @@ Result<JournalScan> journal_scan(int fd) {
     std::uint32_t crc = crc32c(0, h, kJournalHeader);
     if (len > 0) {
       data.resize(len);
-      if (!read_exact(fd, data.data(), len, at + kJournalHeader)) break;
+      if (!pread_full(fd, data.data(), len, at + kJournalHeader)) break;
       crc = crc32c(crc, data.data(), len);
     }
     if (crc != want) break;

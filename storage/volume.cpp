@@ -25,6 +25,7 @@
 
 #include "common/fd.hpp"
 #include "common/log.hpp"
+#include "common/sys.hpp"
 #include "storage/extent_map.hpp"
 #include "storage/journal.hpp"
 #include "storage/map_db.hpp"
@@ -67,31 +68,6 @@ bool valid_volume_name(const std::string& n) {
 Status mkdir_p(const std::string& path) {
   if (::mkdir(path.c_str(), 0700) != 0 && errno != EEXIST) return sys_error("mkdir(" + path + ")");
   return {};
-}
-
-Status pread_all(int fd, char* buf, std::size_t n, std::uint64_t at) {
-  while (n > 0) {
-    ssize_t r = ::pread(fd, buf, n, static_cast<off_t>(at));
-    if (r < 0 && errno == EINTR) continue;
-    if (r < 0) return sys_error("pread");
-    if (r == 0) return make_error("pread: unexpected end of file", EIO);
-    buf += r;
-    n -= static_cast<std::size_t>(r);
-    at += static_cast<std::uint64_t>(r);
-  }
-  return {};
-}
-
-bool pwrite_all(int fd, const char* buf, std::size_t n, std::uint64_t at) {
-  while (n > 0) {
-    ssize_t w = ::pwrite(fd, buf, n, static_cast<off_t>(at));
-    if (w < 0 && errno == EINTR) continue;
-    if (w <= 0) return false;
-    buf += w;
-    n -= static_cast<std::size_t>(w);
-    at += static_cast<std::uint64_t>(w);
-  }
-  return true;
 }
 
 // A journal file. Readers keep it alive through a shared_ptr, so one that is deleted
@@ -493,7 +469,7 @@ struct Volume::Impl {
         case Loc::journal: {
           if (!p.file) return make_error("volume " + o.name + ": journal file " + hex16(p.loc.id) + " is gone", EIO);
           auto at = static_cast<std::uint64_t>(p.loc.delta + static_cast<std::int64_t>(p.lba * kBlock));
-          if (auto s = pread_all(p.file->fd.get(), dst, p.n * kBlock, at); !s)
+          if (auto s = pread_full(p.file->fd.get(), dst, p.n * kBlock, at); !s)
             return std::move(s).error().wrap("volume " + o.name + ": read journal");
           break;
         }
@@ -534,7 +510,7 @@ struct Volume::Impl {
     std::string path = cache_dir + "/" + name;
     std::string raw(l.frame_len, '\0');
     if (UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC)); fd) {
-      if (pread_all(fd.get(), raw.data(), raw.size(), l.frame_off)) {
+      if (pread_full(fd.get(), raw.data(), raw.size(), l.frame_off)) {
         auto out = decode_frame(raw, l.frame_blocks);
         if (out) {
           touch_cache(name, 0);
@@ -549,7 +525,7 @@ struct Volume::Impl {
     auto out = decode_frame(std::span<const char>(got->data(), l.frame_len), l.frame_blocks);
     if (!out) return make_error("volume " + o.name + ": " + data_key(l.src, l.id) + " is corrupt in the object store: " + out.error().what, EIO);
     if (UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0600)); fd)
-      if (pwrite_all(fd.get(), got->data(), got->size(), l.frame_off)) touch_cache(name, got->size());
+      if (pwrite_full(fd.get(), got->data(), got->size(), l.frame_off)) touch_cache(name, got->size());
     return out;
   }
 
@@ -581,7 +557,7 @@ struct Volume::Impl {
         std::uint64_t n = std::min<std::uint64_t>(r.len - b, kReadPiece / kBlock);
         buf.resize(n * kBlock);
         auto at = static_cast<std::uint64_t>(r.loc.delta + static_cast<std::int64_t>((lba + b) * kBlock));
-        if (auto s = pread_all(f->fd.get(), buf.data(), buf.size(), at); !s) return std::move(s).error().wrap("pack journal");
+        if (auto s = pread_full(f->fd.get(), buf.data(), buf.size(), at); !s) return std::move(s).error().wrap("pack journal");
         segs.back()->add_data(lba + b, buf);
         b += n;
         if (b < r.len && segs.back()->raw_bytes() >= kSegmentTarget) segs.push_back(std::make_unique<SegmentBuilder>());
@@ -642,7 +618,7 @@ struct Volume::Impl {
     // The new segment goes into the cache too: it is what the next reads of these blocks want.
     std::string name = std::to_string(0) + "-" + hex16(seq);
     if (UniqueFd fd(::open((cache_dir + "/" + name).c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600)); fd)
-      if (pwrite_all(fd.get(), obj.data(), obj.size(), 0)) touch_cache(name, obj.size());
+      if (pwrite_full(fd.get(), obj.data(), obj.size(), 0)) touch_cache(name, obj.size());
     return {};
   }
 

@@ -50,6 +50,43 @@ def exec_out(rt, sprite, script, timeout_s=60):
     return out, code
 
 
+def writer(rt, sprite, prefix, blocks="$((RANDOM % 64 + 1))", acked=None):
+    """An exec session writing files /w/PREFIX_N of random bytes, each followed by sync
+    and then "ack NAME MD5" on stdout: a line means that file was acknowledged durable."""
+    script = (f"mkdir -p /w; i=0; while :; do dd if=/dev/urandom of=/w/{prefix}_$i bs=4096 count={blocks} "
+              f"2>/dev/null; sync; echo ack {prefix}_$i $(md5sum < /w/{prefix}_$i | cut -d' ' -f1); "
+              f"i=$((i+1)); done")
+    return Acks(harness.exec_socket(rt, sprite, urllib.parse.urlencode(
+        [("cmd", "sh"), ("cmd", "-c"), ("cmd", script), ("stdin", "false")])), acked)
+
+
+class Acks:
+    """Reads a writer()'s acknowledgements: acked {name: md5}, stamps (when each came)."""
+
+    def __init__(self, ws, acked=None):
+        self.ws, self.acked, self.stamps, self.buf = ws, {} if acked is None else acked, [], b""
+        ws.sock.settimeout(0.05)
+
+    def pump(self, seconds):
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            try:
+                kind, data = self.ws.recv()
+            except (TimeoutError, OSError):
+                continue
+            if kind == "binary" and data[:1] == b"\x01":
+                self.buf += data[1:]
+                *lines, self.buf = self.buf.split(b"\n")
+                for line in lines:
+                    m = re.match(rb"ack (\S+) ([0-9a-f]{32})$", line)
+                    if m:
+                        self.acked[m.group(1).decode()] = m.group(2).decode()
+                        self.stamps.append(time.monotonic())
+
+    def close(self):
+        self.ws.sock.close()
+
+
 class HostStorage(unittest.TestCase):
     def setUp(self):
         harness.require_root(self)
@@ -122,28 +159,10 @@ class HostStorage(unittest.TestCase):
         try:
             volume = "sprite-" + self.create(rt, "victim")
             for cycle in range(20):
-                script = (f"mkdir -p /w; i=0; while :; do dd if=/dev/urandom of=/w/c{cycle}_$i bs=4096 "
-                          f"count=$((RANDOM % 64 + 1)) 2>/dev/null; sync; "
-                          f"echo ack c{cycle}_$i $(md5sum < /w/c{cycle}_$i | cut -d' ' -f1); i=$((i+1)); done")
-                ws = harness.exec_socket(rt, "victim", urllib.parse.urlencode(
-                    [("cmd", "sh"), ("cmd", "-c"), ("cmd", script), ("stdin", "false")]))
-                buf = b""
-                kill_at = time.monotonic() + rng.uniform(0.3, 3.0)
-                ws.sock.settimeout(0.05)
-                while time.monotonic() < kill_at:
-                    try:
-                        kind, data = ws.recv()
-                    except (TimeoutError, OSError):
-                        continue
-                    if kind == "binary" and data[:1] == b"\x01":
-                        buf += data[1:]
-                        *lines, buf = buf.split(b"\n")
-                        for line in lines:
-                            m = re.match(rb"ack (\S+) ([0-9a-f]{32})$", line)
-                            if m:
-                                acked[m.group(1).decode()] = m.group(2).decode()
+                acks = writer(rt, "victim", f"c{cycle}", acked=acked)
+                acks.pump(rng.uniform(0.3, 3.0))
                 rt.kill_pid1()  # mid-write
-                ws.sock.close()
+                acks.close()
                 self.fsck(state, volume)
                 rt = self.start(state=state)
                 out, code = exec_out(rt, "victim", "cd /w && md5sum *", timeout_s=120)
@@ -238,44 +257,20 @@ class HostStorageOnCeph(unittest.TestCase):
             status, body, _ = rt.request("POST", "/v1/sprites", body=b'{"name":"s3"}')
             self.assertEqual(status, 201, (body, rt.console()[-3000:]))
             volume = "sprite-" + body["id"]
-            script = ("mkdir -p /w; i=0; while :; do dd if=/dev/urandom of=/w/f$i bs=4096 count=8 2>/dev/null; "
-                      "sync; echo ack f$i $(md5sum < /w/f$i | cut -d' ' -f1) $(date +%s); i=$((i+1)); done")
-            ws = harness.exec_socket(rt, "s3", urllib.parse.urlencode(
-                [("cmd", "sh"), ("cmd", "-c"), ("cmd", script), ("stdin", "false")]))
-            ws.sock.settimeout(0.1)
-            buf = b""
-            stamps = []
-
-            def pump(seconds):
-                nonlocal buf
-                end = time.monotonic() + seconds
-                while time.monotonic() < end:
-                    try:
-                        kind, data = ws.recv()
-                    except (TimeoutError, OSError):
-                        continue
-                    if kind == "binary" and data[:1] == b"\x01":
-                        buf += data[1:]
-                        *lines, buf = buf.split(b"\n")
-                        for line in lines:
-                            m = re.match(rb"ack (\S+) ([0-9a-f]{32})", line)
-                            if m:
-                                acked[m.group(1).decode()] = m.group(2).decode()
-                                stamps.append(time.monotonic())
-
-            pump(3)
+            acks = writer(rt, "s3", "f", blocks=8, acked=acked)
+            acks.pump(3)
             before = len(acked)
             self.assertGreater(before, 0, rt.console()[-3000:])
             subprocess.run([self.peer, "stop-rgw", os.path.dirname(os.environ["BP_S3_ENV"])], check=True)
             down_at = time.monotonic()
-            pump(6)
+            acks.pump(6)
             # With the store down, a sync cannot complete: at most the one in flight.
-            during = len([t for t in stamps if t > down_at + 1])
+            during = len([t for t in acks.stamps if t > down_at + 1])
             self.assertLessEqual(during, 1, "writes were acknowledged while the object store was down")
             subprocess.run([self.peer, "start-rgw", os.path.dirname(os.environ["BP_S3_ENV"])], check=True)
-            pump(8)
+            acks.pump(8)
             self.assertGreater(len(acked), before + 1, "flushes did not resume after the store came back")
-            ws.sock.close()
+            acks.close()
             self.assertEqual(rt.stop()[0], 0, rt.console()[-3000:])
         finally:
             rt.kill()
