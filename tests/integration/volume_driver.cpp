@@ -3,6 +3,7 @@
 //
 //   volume_driver serve URL DIR VOLUME MNT [--create] [--durability strict|local]
 //                       [--size BYTES] [--sync-ms N] [--journal-limit BYTES] [--flush-timeout-ms N]
+//                       [--readahead BYTES]
 //       mounts the volume's ext4 at MNT, prints "ready", serves until stdin closes or
 //       SIGTERM/SIGINT, then unmounts, detaches, uploads and prints its stats as JSON.
 //   volume_driver fsck URL DIR VOLUME
@@ -86,6 +87,8 @@ int main(int argc, char** argv) {
       o.sync_interval = std::chrono::milliseconds(std::stoull(next()));
     } else if (a[i] == "--journal-limit") {
       o.journal_limit = std::stoull(next());
+    } else if (a[i] == "--readahead") {
+      o.readahead = std::stoull(next());
     } else if (a[i] == "--flush-timeout-ms") {
       o.flush_timeout = std::chrono::milliseconds(std::stoull(next()));
     } else {
