@@ -112,6 +112,7 @@ Status Disks::mount(const std::string& volume, const std::string& target, bool c
   if (auto s = storage::ensure_ext4((*dev)->device()); !s) return fail(std::move(s).error());
   if (auto s = make_dirs(target); !s) return fail(std::move(s).error());
   if (auto s = storage::mount_ext4((*dev)->device(), target); !s) return fail(std::move(s).error());
+  (*dev)->release_hold();
   auto m = std::make_unique<Mounted>();
   m->target = target;
   m->vol = std::move(*vol);
@@ -217,6 +218,7 @@ Result<Disks::Base> Disks::import_base(const std::string& image) {
     if (auto s = storage::ensure_ext4((*dev)->device()); !s) return s;
     if (auto s = make_dirs(mnt); !s) return s;
     if (auto s = storage::mount_ext4((*dev)->device(), mnt); !s) return s;
+    (*dev)->release_hold();
     auto cp = run_program({"cp", "-a", "--", image + "/.", mnt + "/"});
     Status u = unmount_path(mnt);
     if (!cp) return std::move(cp).error();

@@ -24,6 +24,13 @@ class AttachedDisk {
   // Detaches the block device, then stops serving. Call after unmounting; idempotent.
   // EBUSY, with everything left working, while the device is in use (still mounted).
   virtual Status detach() = 0;
+  // Call once a filesystem on the device is mounted: the frontend then stops holding the
+  // device open itself, so the mount alone keeps it, and the kernel clears it when the
+  // mount goes, even if this process was killed. (A process that serves the device must
+  // not close it while dying: its last close waits for the device's open_mutex, which a
+  // sync(2) elsewhere holds while it waits for writeback that only this process could
+  // serve, and the FUSE connection is aborted only after that close.)
+  virtual void release_hold() = 0;
 };
 
 // Serves dev (which must outlive the result) as a block device. workdir is a private
@@ -73,6 +80,7 @@ class LoopDevice {
   ~LoopDevice();
 
   const std::string& device() const { return device_; }  // "" once detached
+  void release_hold() { fd_.reset(); }  // see AttachedDisk::release_hold
   // The backing file as the kernel names it (/sys/block/loopN/loop/backing_file).
   const std::string& backing_file() const { return backing_; }
   // Clears the device and waits until the kernel has let go of the file. EBUSY while
@@ -82,7 +90,7 @@ class LoopDevice {
  private:
   void drop() noexcept;  // detach(), or else have the kernel clear the device at its last close
 
-  UniqueFd fd_;  // held open: with autoclear, the device lives until this closes (and its users)
+  UniqueFd fd_;  // held until release_hold(): with autoclear, the device lives while it or a user is open
   std::string device_;
   std::string backing_;
   std::uint64_t file_dev_ = 0, file_ino_ = 0;  // the backing file, to recognise it

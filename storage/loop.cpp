@@ -94,9 +94,9 @@ Result<LoopDevice> LoopDevice::attach(const std::string& file) {
   cfg.block_size = kBlockSize;
   // Direct I/O: the page cache is ext4's, above the device; without it every block
   // would be cached a second time for the backing file. LO_FLAGS_AUTOCLEAR with a
-  // descriptor we hold until detach(): the device stays while we live (detach() can say
-  // it is still in use), and if we are killed, the kernel clears it at its last close
-  // (when the filesystem on it goes), instead of leaving it bound to a dead FUSE file.
+  // descriptor we hold until the filesystem is mounted (release_hold()): the device then
+  // lives as long as its mount, and if we are killed, the kernel clears it when the mount
+  // goes, instead of leaving it bound to a dead FUSE file.
   cfg.info.lo_flags = LO_FLAGS_DIRECT_IO | LO_FLAGS_AUTOCLEAR;
   std::strncpy(reinterpret_cast<char*>(cfg.info.lo_file_name), file.c_str(), LO_NAME_SIZE - 1);
 
@@ -186,6 +186,7 @@ class FuseLoopDisk final : public AttachedDisk {
     if (auto s = loop_.detach(); !s) return s;
     return fuse_->stop();
   }
+  void release_hold() override { loop_.release_hold(); }
 
  private:
   std::string device_;

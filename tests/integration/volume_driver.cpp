@@ -145,7 +145,7 @@ int main(int argc, char** argv) {
     std::string m = o.dir + "/fsck-mnt";
     if (auto s = bp::make_dirs(m); !s) die(s.error().what);
     if (auto s = st::mount_ext4((*dev)->device(), m); !s) die(s.error().what);
-    unmount(m);
+    unmount(m);  // (the device stays held: e2fsck runs on it next)
     auto out = bp::run_program({"e2fsck", "-fn", (*dev)->device()});
     std::cout << (out ? *out : out.error().what) << std::flush;
     rc = out ? 0 : 1;
@@ -153,6 +153,7 @@ int main(int argc, char** argv) {
     if (auto s = st::ensure_ext4((*dev)->device()); !s) die(s.error().what);
     if (auto s = bp::make_dirs(mnt); !s) die(s.error().what);
     if (auto s = st::mount_ext4((*dev)->device(), mnt); !s) die(s.error().what);
+    (*dev)->release_hold();
     std::cout << "ready " << (*dev)->device() << std::endl;
     int sfd = ::signalfd(-1, &set, SFD_CLOEXEC);
     pollfd p[2] = {{0, POLLIN, 0}, {sfd, POLLIN, 0}};
