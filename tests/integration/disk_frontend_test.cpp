@@ -1,17 +1,19 @@
 // tests/integration/disk_frontend_test.cpp — the FUSE + loop frontend carrying ext4,
 // over an in-memory BlockDevice: data across detach and attach, fsync, trim, errors,
 // and nothing left behind. Needs root, /dev/fuse and loop devices.
-#define CATCH_CONFIG_MAIN
-#include <catch2/catch.hpp>
+#define CATCH_CONFIG_RUNNER
 #include <dirent.h>
 #include <fcntl.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <atomic>
+#include <catch2/catch.hpp>
 #include <chrono>
+#include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <memory>
@@ -383,4 +385,15 @@ TEST_CASE("dropping a disk whose filesystem is still mounted ends in bounded tim
   CHECK(eventually([&] { return !loop_bound_to(disk_file); }));
   CHECK(!mounted_under(tmp.path));
   CHECK(open_fds() == fds0);
+}
+
+// The test mounts in a private mount namespace of its own. In the host's, a namespace
+// another process creates meanwhile (ctest runs tests side by side) would get a copy of
+// our ext4 mount and keep the loop device busy after we unmount it.
+int main(int argc, char** argv) {
+  if (::unshare(CLONE_NEWNS) != 0 || ::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) {
+    std::perror("disk_frontend_test: private mount namespace");
+    return 2;
+  }
+  return Catch::Session().run(argc, argv);
 }
