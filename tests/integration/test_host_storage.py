@@ -217,6 +217,24 @@ def s3_env():
         return dict(line.strip().split("=", 1) for line in f if "=" in line)
 
 
+def use_ceph_keys(test, s3, prefix):
+    """Puts the peer's keys in the environment the runtime inherits, until the test ends;
+    returns a fresh store URL under the peer's bucket."""
+    keys = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_REGION")
+    saved = {k: os.environ.get(k) for k in keys}
+
+    def restore():
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+    test.addCleanup(restore)
+    os.environ.update({k: s3[k] for k in keys})
+    return f"s3+http://{s3['S3_ENDPOINT']}/{s3['S3_BUCKET']}/{prefix}-{os.urandom(4).hex()}"
+
+
 class HostStorageOnCeph(unittest.TestCase):
     """The same runtime on Ceph RGW (tests/peers/ceph-rgw): wrong keys, and the gateway
     killed mid-write and brought back."""
@@ -227,16 +245,7 @@ class HostStorageOnCeph(unittest.TestCase):
         if not BASE or not DRIVER or not self.s3:
             self.skipTest("BALLPOINT_BASE_IMAGE, BALLPOINT_VOLUME_DRIVER or BP_S3_ENV not set")
         self.peer = os.path.join(os.path.dirname(__file__), "..", "peers", "ceph-rgw")
-        self.saved = {k: os.environ.get(k) for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_REGION")}
-        os.environ.update({k: self.s3[k] for k in self.saved})
-        self.url = f"s3+http://{self.s3['S3_ENDPOINT']}/{self.s3['S3_BUCKET']}/host-{os.urandom(4).hex()}"
-
-    def tearDown(self):
-        for k, v in getattr(self, "saved", {}).items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+        self.url = use_ceph_keys(self, self.s3, "host")
 
     def test_wrong_keys_stop_the_boot_with_a_clear_error(self):
         os.environ["AWS_SECRET_ACCESS_KEY"] = "not-the-secret"
@@ -308,16 +317,7 @@ class HostKill9OnCeph(HostStorage):
         s3 = s3_env()
         if not s3:
             self.skipTest("BP_S3_ENV not set")
-        self.saved = {k: os.environ.get(k) for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_REGION")}
-        os.environ.update({k: s3[k] for k in self.saved})
-        self.url = f"s3+http://{s3['S3_ENDPOINT']}/{s3['S3_BUCKET']}/kill-{os.urandom(4).hex()}"
-
-    def tearDown(self):
-        for k, v in getattr(self, "saved", {}).items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+        self.url = use_ceph_keys(self, s3, "kill")
 
 
 if __name__ == "__main__":
