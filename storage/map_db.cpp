@@ -20,6 +20,9 @@ CREATE TABLE IF NOT EXISTS extents(
   frame_off INTEGER NOT NULL, frame_len INTEGER NOT NULL,
   frame_lba INTEGER NOT NULL, frame_blocks INTEGER NOT NULL,
   PRIMARY KEY(gen, lba)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS checkpoints(
+  id TEXT PRIMARY KEY, gen INTEGER NOT NULL, create_time TEXT NOT NULL,
+  comment TEXT NOT NULL, source_id TEXT NOT NULL, is_auto INTEGER NOT NULL);
 )sql";
 
 // A prepared statement that finalizes itself.
@@ -90,7 +93,8 @@ Result<std::unique_ptr<MapDb>> MapDb::open(const std::string& path) {
   std::unique_ptr<MapDb> m(new MapDb(db));
   // WAL with FULL sync: a commit is durable when apply() returns, which is what lets
   // the volume delete the journal file the commit covers.
-  for (const char* sql : {"PRAGMA journal_mode=WAL", "PRAGMA synchronous=FULL", "PRAGMA busy_timeout=5000", kSchema})
+  for (const char* sql : {"PRAGMA journal_mode=WAL", "PRAGMA synchronous=FULL", "PRAGMA busy_timeout=5000",
+                          "PRAGMA wal_autocheckpoint=0", kSchema})
     if (auto s = m->exec(sql); !s) return std::move(s).error().wrap("open " + path);
   return m;
 }
@@ -223,6 +227,105 @@ Status MapDb::apply(std::uint64_t gen, const std::vector<Update>& updates,
     if (q.step() != SQLITE_DONE) return fail(db_error(db_, "meta " + k));
   }
   if (auto s = exec("COMMIT"); !s) return fail(std::move(s));
+  return {};
+}
+
+Result<std::uint64_t> MapDb::freeze_head(const Checkpoint& c, std::optional<std::uint64_t> base,
+                                         const std::vector<std::pair<std::string, std::string>>& values) {
+  if (auto s = exec("BEGIN IMMEDIATE"); !s) return std::move(s).error();
+  auto fail = [&](Error e) -> Result<std::uint64_t> {
+    (void)exec("ROLLBACK");
+    return e;
+  };
+  auto h = head();
+  if (!h) return fail(std::move(h).error());
+  {
+    Stmt q(db_, "INSERT INTO checkpoints(id, gen, create_time, comment, source_id, is_auto) VALUES (?1, ?2, ?3, ?4, ?5, ?6)");
+    q.bind(1, c.id).bind(2, *h).bind(3, c.create_time).bind(4, c.comment).bind(5, c.source_id).bind(6, c.is_auto ? 1 : 0);
+    if (q.step() != SQLITE_DONE) return fail(db_error(db_, "checkpoint " + c.id));
+  }
+  {
+    Stmt q(db_, "INSERT INTO generations(gen, parent) VALUES (?1, ?2)");
+    q.bind(1, *h + 1).bind(2, base.value_or(*h));
+    if (q.step() != SQLITE_DONE) return fail(db_error(db_, "new generation"));
+  }
+  for (const auto& [k, v] : values) {
+    Stmt q(db_, "INSERT OR REPLACE INTO meta(key, value) VALUES (?1, ?2)");
+    q.bind(1, k).bind(2, v);
+    if (q.step() != SQLITE_DONE) return fail(db_error(db_, "meta " + k));
+  }
+  if (auto s = exec("COMMIT"); !s) return fail(std::move(s).error());
+  return *h + 1;
+}
+
+namespace {
+
+MapDb::Checkpoint checkpoint_of(Stmt& q) {
+  MapDb::Checkpoint c;
+  c.id = q.text(0);
+  c.gen = q.u64(1);
+  c.create_time = q.text(2);
+  c.comment = q.text(3);
+  c.source_id = q.text(4);
+  c.is_auto = q.u64(5) != 0;
+  return c;
+}
+
+}  // namespace
+
+std::vector<MapDb::Checkpoint> MapDb::checkpoints() {
+  std::vector<Checkpoint> out;
+  Stmt q(db_, "SELECT id, gen, create_time, comment, source_id, is_auto FROM checkpoints ORDER BY gen, id");
+  while (q.step() == SQLITE_ROW) out.push_back(checkpoint_of(q));
+  return out;
+}
+
+std::optional<MapDb::Checkpoint> MapDb::checkpoint(const std::string& id) {
+  Stmt q(db_, "SELECT id, gen, create_time, comment, source_id, is_auto FROM checkpoints WHERE id = ?1");
+  q.bind(1, id);
+  if (q.step() != SQLITE_ROW) return std::nullopt;
+  return checkpoint_of(q);
+}
+
+Status MapDb::delete_checkpoint(const std::string& id) {
+  auto c = checkpoint(id);
+  if (!c) return make_error("no checkpoint " + id, ENOENT);
+  if (auto s = exec("BEGIN IMMEDIATE"); !s) return s;
+  auto fail = [&](Error e) -> Status {
+    (void)exec("ROLLBACK");
+    return e;
+  };
+  {
+    Stmt q(db_, "DELETE FROM checkpoints WHERE id = ?1");
+    q.bind(1, id);
+    if (q.step() != SQLITE_DONE) return fail(db_error(db_, "delete checkpoint"));
+  }
+  // A generation nothing stands on and no checkpoint names is garbage, and so may its
+  // parent become: walk up while that holds.
+  auto h = head();
+  if (!h) return fail(std::move(h).error());
+  for (std::optional<std::uint64_t> g = c->gen; g && *g != *h;) {
+    Stmt kids(db_, "SELECT (SELECT COUNT(*) FROM generations WHERE parent = ?1) + (SELECT COUNT(*) FROM checkpoints WHERE gen = ?1)");
+    kids.bind(1, *g);
+    if (kids.step() != SQLITE_ROW) return fail(db_error(db_, "delete checkpoint"));
+    if (kids.u64(0) != 0) break;
+    auto parent = parent_of(*g);
+    for (const char* sql : {"DELETE FROM extents WHERE gen = ?1", "DELETE FROM generations WHERE gen = ?1"}) {
+      Stmt d(db_, sql);
+      d.bind(1, *g);
+      if (d.step() != SQLITE_DONE) return fail(db_error(db_, "delete generation"));
+    }
+    g = parent;
+  }
+  if (auto s = exec("COMMIT"); !s) return fail(std::move(s).error());
+  return {};
+}
+
+Status MapDb::checkpoint_wal() {
+  int log = -1, done = -1;
+  if (sqlite3_wal_checkpoint_v2(db_, nullptr, SQLITE_CHECKPOINT_TRUNCATE, &log, &done) != SQLITE_OK)
+    return db_error(db_, "checkpoint the WAL");
+  if (log != done) return make_error("map db: the WAL checkpoint stopped short", EBUSY);
   return {};
 }
 

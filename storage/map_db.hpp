@@ -52,6 +52,28 @@ class MapDb {
 
   std::uint64_t rows(std::uint64_t gen);  // for tests: rows stored for gen
 
+  // Checkpoints: named generations. The head is never one; taking a checkpoint freezes
+  // the head under a name and starts a new, empty head on it.
+  struct Checkpoint {
+    std::string id, create_time, comment, source_id;
+    std::uint64_t gen = 0;
+    bool is_auto = false;
+  };
+  // One transaction: the head becomes checkpoint c (c.gen is ignored), a new head starts
+  // on it, or with base on generation *base (a restore), and the values are set. Returns
+  // the new head.
+  Result<std::uint64_t> freeze_head(const Checkpoint& c, std::optional<std::uint64_t> base,
+                                    const std::vector<std::pair<std::string, std::string>>& values);
+  std::vector<Checkpoint> checkpoints();  // oldest first
+  std::optional<Checkpoint> checkpoint(const std::string& id);
+  // Forgets a checkpoint; its generation's rows go too unless another generation
+  // stands on it (they are then still the base of that one).
+  Status delete_checkpoint(const std::string& id);
+
+  // Folds the WAL into the database file and empties it (the replica ships the WAL;
+  // nothing else checkpoints it).
+  Status checkpoint_wal();
+
  private:
   explicit MapDb(sqlite3* db) : db_(db) {}
   Status exec(const char* sql);

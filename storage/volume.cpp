@@ -3,8 +3,14 @@
 // Locks: write_mu_ serialises writers (journal appends are sequential) and is taken by
 // the flusher only to rotate the active journal file, so a writer never appends to a
 // file that is already being packed. mu_ guards the maps, the journal file list and the
-// counters; readers hold it only to resolve where blocks are, never across I/O. Lock
-// order: write_mu_, then mu_. cache_mu_ is a leaf.
+// counters; readers hold it only to resolve where blocks are, never across I/O. db_mu
+// guards the map db, its replica and the head generation. Lock order: write_mu, db_mu,
+// mu. cache_mu is a leaf.
+//
+// The lease: the volume is opened under a new lease epoch E; its segments are numbered
+// from E << 40, so every key it writes carries E, and the map db records E. Writes and
+// uploads stop while the lease is not known to be held (valid_until), and for good when
+// another writer took it.
 #include "storage/volume.hpp"
 
 #include <dirent.h>
@@ -21,6 +27,7 @@
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <random>
+#include <sys/random.h>
 #include <thread>
 
 #include "common/fd.hpp"
@@ -28,7 +35,9 @@
 #include "common/sys.hpp"
 #include "storage/extent_map.hpp"
 #include "storage/journal.hpp"
+#include "storage/lease.hpp"
 #include "storage/map_db.hpp"
+#include "storage/replica.hpp"
 #include "storage/segment.hpp"
 
 namespace bp::storage {
@@ -49,6 +58,7 @@ constexpr std::uint64_t kRotateMax = 32u << 20;     // journal file size that st
 constexpr std::uint64_t kReadPiece = 1u << 20;      // journal bytes packed at a time
 constexpr std::size_t kReplayWindow = 256;          // segment indexes per map transaction
 constexpr std::size_t kReplayFetchers = 16;         // parallel GETs of segment indexes
+constexpr int kEpochShift = 40;                     // seq = epoch << 40 | count
 
 std::string hex16(std::uint64_t v) {
   char b[17];
@@ -79,6 +89,29 @@ struct JFile {
   std::uint64_t synced = 0;  // bytes an fdatasync covered
 };
 
+std::string now_rfc3339() {
+  auto t = std::chrono::system_clock::to_time_t(std::chrono::system_clock::now());
+  std::tm tm{};
+  ::gmtime_r(&t, &tm);
+  char b[32];
+  std::strftime(b, sizeof b, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return b;
+}
+
+// This machine's lease holder id for a volume dir: made once, kept in the dir.
+Result<std::string> holder_of(const std::string& dir) {
+  std::string path = dir + "/holder";
+  if (auto h = read_file(path); h && !h->empty()) return *h;
+  unsigned char r[8] = {};
+  if (::getrandom(r, sizeof r, 0) != static_cast<ssize_t>(sizeof r)) return sys_error("getrandom");
+  char host[64] = "?";
+  ::gethostname(host, sizeof host - 1);
+  std::string id = std::string(host) + "/";
+  for (unsigned char c : r) id += "0123456789abcdef"[c >> 4], id += "0123456789abcdef"[c & 15];
+  if (auto s = write_file_atomic(path, id, 0600); !s) return std::move(s).error();
+  return id;
+}
+
 // Parses "…/data/<16 hex>" into the seq.
 std::optional<std::uint64_t> seq_of_key(const std::string& key) {
   auto slash = key.rfind('/');
@@ -93,8 +126,11 @@ struct Volume::Impl {
   ObjectStore& store;
   VolumeOptions o;
   Logger log{"storage.volume"};
+  std::optional<Lease> lease;
+  std::mutex db_mu;
   std::unique_ptr<MapDb> db;
-  std::uint64_t gen = 1;
+  std::unique_ptr<Replica> replica;
+  std::uint64_t gen = 1;  // the head generation
   std::uint64_t size = 0;
   std::vector<std::string> sources;  // src id -> volume name (0 = this one)
   std::string journal_dir, cache_dir;
@@ -117,6 +153,13 @@ struct Volume::Impl {
   std::string last_error;  // the flusher's last failure, for the errors of flush()
   VolumeStats st;
   std::thread flusher;
+  Clock::time_point ship_at = Clock::time_point::max();  // when the map's WAL is due in the store
+
+  std::mutex lease_mu;
+  std::condition_variable lease_cv;
+  bool leaser_stop = false;
+  std::string lease_error;  // the last renewal's failure (under mu)
+  std::thread leaser;
 
   std::mutex cache_mu;
   struct CacheFile {
@@ -247,36 +290,85 @@ struct Volume::Impl {
     return max_seq;
   }
 
-  Status open_db() {
+  std::string meta_prefix() const { return volume_key(o.name, "meta/"); }
+
+  // Forgets the local map and journal (a newer writer's replica supersedes them).
+  void drop_local_state() {
+    for (const char* ext : {"", "-wal", "-shm"}) ::unlink((o.dir + "/map.db" + ext).c_str());
+    if (DIR* d = ::opendir(journal_dir.c_str())) {
+      while (dirent* e = ::readdir(d))
+        if (e->d_name[0] != '.') ::unlinkat(::dirfd(d), e->d_name, 0);
+      ::closedir(d);
+    }
+  }
+
+  // The map: the local db when it is current, else the replica's newest generation,
+  // else (no replica at all) rebuilt from the segments. A replica that exists but cannot
+  // be restored is an error: never an empty or older map in place of the user's.
+  Status open_db(const ReplicaGenerations& gens) {
     if (auto s = mkdir_p(o.dir); !s) return s;
     journal_dir = o.dir + "/journal";
     cache_dir = o.dir + "/cache";
     for (const auto& d : {journal_dir, cache_dir})
       if (auto s = mkdir_p(d); !s) return s;
-    auto d = MapDb::open(o.dir + "/map.db");
-    if (!d) return std::move(d).error();
-    db = std::move(*d);
+    std::string path = o.dir + "/map.db";
+    if (::access(path.c_str(), F_OK) == 0) {
+      auto d = MapDb::open(path);
+      if (!d) return std::move(d).error();
+      auto known = (*d)->get("name");
+      std::uint64_t local_epoch = (*d)->get_u64("epoch");
+      if (known && *known != o.name) return make_error(o.dir + " holds volume " + *known + ", not " + o.name, EINVAL);
+      if (known && gens.newest && *gens.newest > local_epoch) {
+        log.warn("the local map is older than the replica of a later writer: replaced by it",
+                 {{"volume", o.name}, {"local_epoch", local_epoch}, {"replica_epoch", *gens.newest}});
+      } else if (known) {
+        db = std::move(*d);
+      }
+      if (!db) {
+        d->reset();
+        drop_local_state();
+      }
+    }
+    bool fresh = false;
+    if (!db) {
+      if (gens.newest) {
+        if (auto s = restore_replica(store, meta_prefix(), *gens.newest, path); !s)
+          return std::move(s).error().wrap("restore failed (the disk is not started without its map)");
+        log.info("map restored from the object store", {{"volume", o.name}, {"generation", *gens.newest}});
+      } else {
+        fresh = true;
+      }
+      auto d = MapDb::open(path);
+      if (!d) return std::move(d).error();
+      db = std::move(*d);
+      if (!fresh && db->get("name") != o.name)
+        return make_error("restore failed: the replica of " + o.name + " holds another volume", EBADMSG);
+    }
     auto g = db->head();
     if (!g) return std::move(g).error();
     gen = *g;
-    auto known = db->get("name");
-    if (known && *known != o.name)
-      return make_error(o.dir + " holds volume " + *known + ", not " + o.name, EINVAL);
-    if (!known) {
-      // Fresh local state: the map comes from the object store (the parent's part
-      // first). "name" is written last, so a crash in between starts over.
+    if (fresh) {
+      // No local state and no replica: the map comes from the segments (the parent's
+      // part first). "name" is written last, so a crash in between starts over.
       if (!o.parent.empty()) {
         auto r = replay(o.parent, 1, 0, o.parent_seq);
         if (!r) return std::move(r).error();
       }
-      if (auto s = db->apply(gen, {}, {{"name", o.name}, {"size", std::to_string(size)}}); !s) return s;
+      if (auto s = db->apply(gen, {}, {{"name", o.name}, {"size", std::to_string(size)}, {"changed", now_rfc3339()}}); !s)
+        return s;
     }
-    // Catch up with segments uploaded after the last commit (a crash in between).
+    // Catch up with segments uploaded after the last commit (a crash in between, or a
+    // writer whose replica had not shipped it yet).
     auto max_seq = replay(o.name, 0, db->get_u64("applied_seq"), std::nullopt);
     if (!max_seq) return std::move(max_seq).error();
     applied_seq = db->get_u64("applied_seq");
     applied_journal = db->get_u64("journal_applied");
-    next_seq = std::max(*max_seq, applied_seq) + 1;
+    std::uint64_t epoch = lease->epoch();
+    next_seq = std::max({*max_seq, applied_seq, epoch << kEpochShift}) + 1;
+    if (auto s = db->apply(gen, {}, {{"epoch", std::to_string(epoch)}}); !s) return s;
+    // A new generation of the replica, from a snapshot of this very map.
+    replica = std::make_unique<Replica>(store, meta_prefix(), *db, path);
+    if (auto s = replica->start(epoch); !s) return s;
     auto m = db->load(gen);
     if (!m) return std::move(m).error();
     clean = std::move(*m);
@@ -359,12 +451,23 @@ struct Volume::Impl {
 
   // ---- writing -----------------------------------------------------------------
 
-  // Waits (outside write_mu, so the flusher can still rotate) while the journal is full.
+  // Waits (outside write_mu, so the flusher can still rotate) while the journal is full
+  // or the lease is not known to be held; fails once another writer has taken it.
   Status wait_for_room() {
     std::unique_lock lk(mu);
-    cv.wait(lk, [&] { return journal_bytes < o.journal_limit || stopping; });
-    if (stopping) return make_error("volume " + o.name + " is closing", EIO);
-    return {};
+    for (;;) {
+      if (stopping) return make_error("volume " + o.name + " is closing", EIO);
+      if (lease->lost()) {
+        lk.unlock();
+        return lease_failure();
+      }
+      bool room = journal_bytes < o.journal_limit;
+      if (room && lease_ok()) return {};
+      if (room)  // the lease: its validity is a time, so look again soon
+        cv.wait_for(lk, std::chrono::milliseconds(100));
+      else
+        cv.wait(lk);
+    }
   }
 
   // Appends whole blocks; the caller holds write_mu.
@@ -531,8 +634,20 @@ struct Volume::Impl {
 
   // ---- the flusher ---------------------------------------------------------------
 
+  bool lease_ok() const { return !lease->lost() && Clock::now() < lease->valid_until(); }
+
+  Error lease_failure() {
+    std::lock_guard lk(mu);
+    if (lease->lost())
+      return make_error("volume " + o.name + ": another writer took over its lease; this one stops writing", EIO);
+    return make_error("volume " + o.name + ": its lease could not be renewed (" +
+                          (lease_error.empty() ? std::string("no answer") : lease_error) + "); writes wait for it",
+                      EIO);
+  }
+
   // Packs one sealed journal file into segments, uploads them, then commits the map.
   Status pack(const std::shared_ptr<JFile>& f) {
+    if (!lease_ok()) return lease_failure();
     if (f->synced < f->size) {
       if (::fdatasync(f->fd.get()) != 0) return sys_error("fdatasync(journal)");
       std::lock_guard lk(mu);
@@ -573,6 +688,7 @@ struct Volume::Impl {
       for (std::uint32_t i = 0; i < parts; ++i) {
         std::uint64_t seq = first + i;
         std::string obj = segs[i]->finish(seq, i, parts, f->id);
+        if (!lease_ok()) return lease_failure();
         if (auto s = upload(seq, obj); !s) return s;
         for (const auto& e : segs[i]->entries())
           ups.push_back(e.trim ? MapDb::Update{e.lba, e.blocks, Loc{}}
@@ -581,10 +697,13 @@ struct Volume::Impl {
       last = first + parts - 1;
       next_seq = last + 1;
     }
+    std::unique_lock dl(db_mu);
+    if (!lease_ok()) return lease_failure();
     if (auto s = db->apply(gen, ups, {{"applied_seq", std::to_string(last)}, {"journal_applied", std::to_string(f->id)}}); !s)
       return s;
     {
       std::lock_guard lk(mu);
+      if (ship_at == Clock::time_point::max()) ship_at = Clock::now() + o.sync_interval;
       for (const auto& u : ups) {
         if (u.loc.kind == Loc::object)
           clean.assign(u.lba, u.blocks, u.loc);
@@ -622,9 +741,34 @@ struct Volume::Impl {
     return {};
   }
 
+  // Ships the map's WAL to its replica; the caller holds db_mu.
+  Status ship_locked() {
+    if (!lease_ok()) return lease_failure();
+    if (auto s = replica->ship(); !s) return std::move(s).error().wrap("volume " + o.name);
+    std::lock_guard lk(mu);
+    ship_at = Clock::time_point::max();
+    return {};
+  }
+
   void run_flusher() {
     auto backoff = std::chrono::milliseconds(100);
     bool failing = false;
+    auto note = [&](const Status& s) {
+      if (s) {
+        if (failing) log.info("uploads resumed", {{"volume", o.name}});
+        failing = false;
+        backoff = std::chrono::milliseconds(100);
+        return true;
+      }
+      std::unique_lock lk(mu);
+      last_error = s.error().what;
+      if (!failing) log.warn("upload failed; retrying", {{"volume", o.name}, {"error", s.error().what}});
+      failing = true;
+      if (!(stopping && Clock::now() >= stop_deadline))
+        cv.wait_for(lk, backoff, [&] { return stopping && Clock::now() >= stop_deadline; });
+      backoff = std::min(backoff * 2, std::chrono::milliseconds(5000));
+      return false;
+    };
     for (;;) {
       bool want_rotate = false;
       {
@@ -632,11 +776,13 @@ struct Volume::Impl {
         auto due = [&] {
           return active->size > 0 && (seal_requested || stopping || Clock::now() - active_since >= o.sync_interval);
         };
-        // The deadline moves with the first write into the active file, so it is
-        // recomputed at every wake-up.
-        while (!(stopping || !sealed.empty() || due()))
-          cv.wait_until(lk, active->size > 0 ? active_since + o.sync_interval : Clock::now() + std::chrono::hours(1));
-        if (stopping && sealed.empty() && active->size == 0) return;
+        // The deadlines move with the first write into the active file and with the
+        // first commit after a ship, so they are recomputed at every wake-up.
+        while (!(stopping || !sealed.empty() || due() || Clock::now() >= ship_at))
+          cv.wait_until(lk, std::min(ship_at, active->size > 0 ? active_since + o.sync_interval
+                                                               : Clock::now() + std::chrono::hours(1)));
+        if (stopping && sealed.empty() && active->size == 0 && ship_at == Clock::time_point::max()) return;
+        if (stopping && Clock::now() >= stop_deadline) return;
         want_rotate = due();
         if (active->size == 0) seal_requested = false;
       }
@@ -645,6 +791,7 @@ struct Volume::Impl {
         if (auto s = rotate(); !s) log.error("cannot start a journal file", {{"volume", o.name}, {"error", s.error().what}});
         seal_requested = false;
       }
+      bool ok = true;
       for (;;) {
         std::shared_ptr<JFile> f;
         {
@@ -652,25 +799,46 @@ struct Volume::Impl {
           if (sealed.empty()) break;
           f = sealed.front();
         }
-        auto s = pack(f);
-        if (s) {
-          if (failing) log.info("uploads resumed", {{"volume", o.name}});
-          failing = false;
-          backoff = std::chrono::milliseconds(100);
-          continue;
-        }
-        {
-          std::unique_lock lk(mu);
-          last_error = s.error().what;
-          if (!failing) log.warn("upload failed; retrying", {{"volume", o.name}, {"error", s.error().what}});
-          failing = true;
-          if (stopping && Clock::now() >= stop_deadline) return;
-          cv.wait_for(lk, backoff, [&] { return stopping && Clock::now() >= stop_deadline; });
-        }
-        backoff = std::min(backoff * 2, std::chrono::milliseconds(5000));
+        if (!(ok = note(pack(f)))) break;
+      }
+      bool ship;
+      {
+        std::lock_guard lk(mu);
+        ship = ok && (Clock::now() >= ship_at || (stopping && sealed.empty() && ship_at != Clock::time_point::max()));
+      }
+      if (ship) {
+        std::lock_guard dl(db_mu);
+        note(ship_locked());
       }
     }
   }
+
+  void run_leaser() {
+    auto period = lease->ttl() / 6;
+    std::unique_lock lk(lease_mu);
+    for (;;) {
+      lease_cv.wait_for(lk, period, [&] { return leaser_stop; });
+      if (leaser_stop) return;
+      lk.unlock();
+      auto s = lease->renew();
+      {
+        std::lock_guard ml(mu);
+        if (!s) {
+          if (lease_error.empty()) log.warn("lease renewal failed", {{"volume", o.name}, {"error", s.error().what}});
+          lease_error = s.error().what;
+        } else if (!lease_error.empty()) {
+          log.info("lease renewed again", {{"volume", o.name}});
+          lease_error.clear();
+        }
+        cv.notify_all();  // writers waiting for the lease
+      }
+      lk.lock();
+      if (lease->lost()) return;
+      period = s ? lease->ttl() / 6 : std::chrono::milliseconds(std::min<long long>(1000, lease->ttl().count() / 10));
+    }
+  }
+
+  Status drain();
 
   // Makes every journal byte written so far durable locally.
   Status sync_local() {
@@ -713,11 +881,32 @@ Result<std::unique_ptr<Volume>> Volume::open(ObjectStore& store, VolumeOptions o
   Impl& v = *impl;
   v.rotate_at = std::max<std::uint64_t>(kBlock * 64, std::min(kRotateMax, v.o.journal_limit / 4));
   if (auto s = v.open_manifest(); !s) return std::move(s).error();
-  if (auto s = v.open_db(); !s) return std::move(s).error().wrap("volume " + v.o.name);
-  if (auto s = v.open_journal(); !s) return std::move(s).error().wrap("volume " + v.o.name);
+  if (auto s = mkdir_p(v.o.dir); !s) return std::move(s).error();
+  auto gens = replica_generations(store, v.meta_prefix());
+  if (!gens) return std::move(gens).error().wrap("volume " + v.o.name);
+  if (v.o.holder.empty()) {
+    auto h = holder_of(v.o.dir);
+    if (!h) return std::move(h).error();
+    v.o.holder = *h;
+  }
+  auto lease = Lease::acquire(store, volume_key(v.o.name, "lease"), v.o.holder, v.o.lease_ttl, gens->highest);
+  if (!lease) return std::move(lease).error().wrap("volume " + v.o.name);
+  v.lease.emplace(std::move(*lease));
+  auto opened = [&]() -> Status {
+    if (auto s = v.open_db(*gens); !s) return s;
+    return v.open_journal();
+  }();
+  if (!opened) {
+    v.db.reset();
+    (void)v.lease->release();  // the next try takes it at once
+    return std::move(opened).error().wrap("volume " + v.o.name);
+  }
   v.load_cache_index();
   v.st.applied_seq = v.applied_seq;
+  v.st.epoch = v.lease->epoch();
   v.flusher = std::thread([&v] { v.run_flusher(); });
+  v.leaser = std::thread([&v] { v.run_leaser(); });
+  v.log.info("volume open", {{"volume", v.o.name}, {"epoch", v.lease->epoch()}, {"generation", v.gen}});
   return std::unique_ptr<Volume>(new Volume(std::move(impl)));
 }
 
@@ -769,6 +958,12 @@ Status Volume::flush() {
   Impl& v = *impl_;
   if (auto s = v.sync_local(); !s) return s;
   if (v.o.durability == Durability::local) return {};
+  return v.drain();
+}
+
+// Uploads and applies what the journal holds now, bounded by flush_timeout.
+Status Volume::Impl::drain() {
+  Impl& v = *this;
   std::unique_lock lk(v.mu);
   std::uint64_t target = v.active->size > 0 ? v.active->id : (v.sealed.empty() ? 0 : v.sealed.back()->id);
   if (target == 0 || v.applied_journal >= target) return {};
@@ -794,14 +989,30 @@ Status Volume::close() {
   }
   if (v.flusher.joinable()) v.flusher.join();
   auto local = v.sync_local();
-  std::lock_guard lk(v.mu);
-  std::uint64_t left = v.journal_bytes;
-  if (left == 0) {
-    ::unlink((v.journal_dir + "/" + hex16(v.active->id)).c_str());
+  std::uint64_t left;
+  bool shipped;
+  {
+    std::lock_guard lk(v.mu);
+    left = v.journal_bytes;
+    shipped = v.ship_at == Clock::time_point::max();
+    if (left == 0) ::unlink((v.journal_dir + "/" + hex16(v.active->id)).c_str());
+  }
+  // The lease goes only when everything is in the store: then the next writer, here or
+  // on another machine, may start at once from the replica.
+  {
+    std::lock_guard lk(v.lease_mu);
+    v.leaser_stop = true;
+    v.lease_cv.notify_all();
+  }
+  if (v.leaser.joinable()) v.leaser.join();
+  bool released = false;
+  if (left == 0 && shipped && local) released = static_cast<bool>(v.lease->release());
+  if (left == 0 && shipped) {
+    if (!released) v.log.warn("lease not released: the next writer elsewhere waits for it to expire", {{"volume", v.o.name}});
     return local;
   }
-  return make_error("volume " + v.o.name + ": " + std::to_string(left) + " journal bytes not uploaded (" + v.last_error +
-                        "); they upload at the next start",
+  return make_error("volume " + v.o.name + ": " + std::to_string(left) + " journal bytes not uploaded" +
+                        (shipped ? "" : ", map not shipped") + " (" + v.last_error + "); they upload at the next start",
                     EIO);
 }
 
@@ -822,10 +1033,117 @@ std::uint64_t Volume::used_bytes() {
 VolumeStats Volume::stats() {
   std::lock_guard lk(impl_->mu);
   VolumeStats s = impl_->st;
+  s.epoch = impl_->lease->epoch();
   s.journal_bytes = impl_->journal_bytes;
   std::lock_guard ck(impl_->cache_mu);
   s.cache_bytes = impl_->cache_bytes;
   return s;
+}
+
+std::string Volume::health() {
+  Impl& v = *impl_;
+  if (v.lease->lost()) return "lease lost: another writer took over this disk, which takes no more writes here";
+  if (!v.lease_ok()) {
+    std::lock_guard lk(v.mu);
+    return "lease lapsed: it could not be renewed (" + (v.lease_error.empty() ? std::string("no answer") : v.lease_error) +
+           "); writes wait until it is";
+  }
+  return "";
+}
+
+Result<Checkpoint> Volume::checkpoint(const std::string& comment) {
+  Impl& v = *impl_;
+  if (auto s = v.drain(); !s) return std::move(s).error();
+  std::lock_guard dl(v.db_mu);
+  if (!v.lease_ok()) return v.lease_failure();
+  std::uint64_t n = v.db->get_u64("next_checkpoint");
+  Checkpoint c;
+  c.id = "v" + std::to_string(n);
+  c.create_time = now_rfc3339();
+  c.comment = comment;
+  c.source_id = v.db->get("source").value_or("");
+  c.gen = v.gen;
+  auto g = v.db->freeze_head(c, std::nullopt,
+                             {{"next_checkpoint", std::to_string(n + 1)}, {"source", c.id}, {"changed", c.create_time}});
+  if (!g) return std::move(g).error().wrap("volume " + v.o.name + ": checkpoint");
+  v.gen = *g;
+  if (auto s = v.ship_locked(); !s) {
+    v.log.warn("checkpoint taken; its replica ships when the store answers", {{"volume", v.o.name}, {"error", s.error().what}});
+    std::lock_guard lk(v.mu);
+    v.ship_at = Clock::now();
+    v.cv.notify_all();
+  }
+  return c;
+}
+
+Result<Checkpoint> Volume::restore(const std::string& id) {
+  Impl& v = *impl_;
+  if (auto s = v.drain(); !s) return std::move(s).error();
+  std::scoped_lock wl(v.write_mu, v.db_mu);
+  if (!v.lease_ok()) return v.lease_failure();
+  auto target = v.db->checkpoint(id);
+  if (!target) return make_error("no checkpoint " + id, ENOENT);
+  {
+    std::lock_guard lk(v.mu);
+    if (v.journal_bytes != 0) return make_error("volume " + v.o.name + " was written while it was being restored", EBUSY);
+  }
+  // The new head starts empty on the target: its map is the target's.
+  auto m = v.db->load(target->gen);
+  if (!m) return std::move(m).error();
+  std::uint64_t n = v.db->get_u64("next_checkpoint");
+  Checkpoint keep;
+  keep.id = "v" + std::to_string(n);
+  keep.create_time = now_rfc3339();
+  keep.comment = "before restoring " + id;
+  keep.source_id = v.db->get("source").value_or("");
+  keep.gen = v.gen;
+  auto g = v.db->freeze_head(keep, target->gen,
+                             {{"next_checkpoint", std::to_string(n + 1)}, {"source", id}, {"changed", keep.create_time}});
+  if (!g) return std::move(g).error().wrap("volume " + v.o.name + ": restore " + id);
+  v.gen = *g;
+  {
+    std::lock_guard lk(v.mu);
+    v.clean = std::move(*m);
+  }
+  if (auto s = v.ship_locked(); !s) {
+    v.log.warn("restored; the replica ships when the store answers", {{"volume", v.o.name}, {"error", s.error().what}});
+    std::lock_guard lk(v.mu);
+    v.ship_at = Clock::now();
+    v.cv.notify_all();
+  }
+  return keep;
+}
+
+std::vector<Checkpoint> Volume::checkpoints() {
+  std::lock_guard dl(impl_->db_mu);
+  return impl_->db->checkpoints();
+}
+
+std::optional<Checkpoint> Volume::find_checkpoint(const std::string& id) {
+  std::lock_guard dl(impl_->db_mu);
+  return impl_->db->checkpoint(id);
+}
+
+Status Volume::delete_checkpoint(const std::string& id) {
+  Impl& v = *impl_;
+  std::lock_guard dl(v.db_mu);
+  if (!v.lease_ok()) return v.lease_failure();
+  if (auto s = v.db->delete_checkpoint(id); !s) return s;
+  std::lock_guard lk(v.mu);
+  if (v.ship_at == Clock::time_point::max()) v.ship_at = Clock::now() + v.o.sync_interval;
+  v.cv.notify_all();
+  return {};
+}
+
+Checkpoint Volume::current() {
+  Impl& v = *impl_;
+  std::lock_guard dl(v.db_mu);
+  Checkpoint c;
+  c.id = "Current";
+  c.create_time = v.db->get("changed").value_or("");
+  c.source_id = v.db->get("source").value_or("");
+  c.gen = v.gen;
+  return c;
 }
 
 Status mark_sealed(ObjectStore& store, const std::string& name, std::uint64_t seq) {

@@ -18,6 +18,7 @@
 
 #include "common/result.hpp"
 #include "storage/block_device.hpp"
+#include "storage/map_db.hpp"
 #include "storage/object_store.hpp"
 
 namespace bp::storage {
@@ -43,7 +44,13 @@ struct VolumeOptions {
   // create: start as a copy of this volume as of its segment parent_seq (O(map), no data)
   std::string parent;
   std::uint64_t parent_seq = 0;
+  // The lease (lease.hpp): who this writer is (default: an id kept in dir, so the same
+  // machine restarted takes its lease back at once) and how long a lease lasts.
+  std::string holder;
+  std::chrono::milliseconds lease_ttl{30000};
 };
+
+using Checkpoint = MapDb::Checkpoint;
 
 struct VolumeStats {
   std::uint64_t bytes_written = 0;   // by write(), since open
@@ -52,6 +59,7 @@ struct VolumeStats {
   std::uint64_t journal_bytes = 0;   // not yet uploaded
   std::uint64_t cache_bytes = 0;
   std::uint64_t applied_seq = 0;     // the newest segment the map names
+  std::uint64_t epoch = 0;           // of this writer's lease
 };
 
 class Volume final : public BlockDevice {
@@ -71,6 +79,23 @@ class Volume final : public BlockDevice {
   std::uint64_t used_bytes();  // blocks holding written data, in bytes
   VolumeStats stats();
   const std::string& name() const;
+  // "" while all is well, else why the disk does not take writes (a lapsed or lost lease).
+  std::string health();
+
+  // Checkpoints (ARCHITECTURE.md section 6). The caller keeps writes away while one is
+  // taken (the filesystem frozen) and the disk unused while it is restored. Both first
+  // upload what the journal holds (bounded by flush_timeout), then change the map in
+  // one transaction, then ship the map's replica: O(1) in the size of the disk.
+  Result<Checkpoint> checkpoint(const std::string& comment);
+  // Points the disk at checkpoint id; the state it leaves is kept as a new checkpoint
+  // (returned), so the restore can be undone. ENOENT: no such checkpoint.
+  Result<Checkpoint> restore(const std::string& id);
+  std::vector<Checkpoint> checkpoints();
+  std::optional<Checkpoint> find_checkpoint(const std::string& id);
+  Status delete_checkpoint(const std::string& id);
+  // The live state: id "Current", the time of the last checkpoint or restore, and the
+  // checkpoint it descends from.
+  Checkpoint current();
 
   struct Impl;
 

@@ -21,47 +21,10 @@
 #include "storage/map_db.hpp"
 #include "storage/segment.hpp"
 #include "storage/volume.hpp"
+#include "tests/unit/storage/helpers.hpp"
 
 using namespace bp::storage;
-
-namespace {
-
-struct TempDir {
-  std::string path;
-  TempDir() {
-    char tmpl[] = "/tmp/bp-volume-XXXXXX";
-    path = ::mkdtemp(tmpl);
-  }
-  ~TempDir() { std::filesystem::remove_all(path); }
-};
-
-std::string pattern(std::size_t n, unsigned seed) {
-  std::mt19937 rng(seed);
-  std::string s(n, '\0');
-  for (auto& c : s) c = static_cast<char>(rng() % 7 == 0 ? 0 : rng());  // compressible, not trivially
-  return s;
-}
-
-std::string read_back(Volume& v, std::uint64_t off, std::size_t n) {
-  std::string out(n, '\x55');
-  auto s = v.read(off, out);
-  INFO(bp::err_text(s));
-  REQUIRE(s);
-  return out;
-}
-
-VolumeOptions opts(const std::string& dir, Durability d = Durability::local) {
-  VolumeOptions o;
-  o.name = "vol1";
-  o.dir = dir;
-  o.size = 1ull << 30;
-  o.durability = d;
-  o.sync_interval = std::chrono::milliseconds(50);
-  o.create = true;
-  return o;
-}
-
-}  // namespace
+using namespace bp::storage::test;
 
 TEST_CASE("crc32c: the standard check value, table and instruction agree", "[storage]") {
   REQUIRE(crc32c(0, "123456789", 9) == 0xe3069283);
@@ -248,7 +211,11 @@ TEST_CASE("volume: writes read back from journal, map and store", "[storage]") {
     std::filesystem::remove_all(d.path + "/state/cache");
     check(d.path + "/state");
   }
-  SECTION("state directory lost: the map is rebuilt from the segments") { check(d.path + "/fresh"); }
+  SECTION("state directory lost: the map comes from its replica") { check(d.path + "/fresh"); }
+  SECTION("state directory and replica lost: the map is rebuilt from the segments") {
+    std::filesystem::remove_all(d.path + "/objects/volumes/vol1/meta");
+    check(d.path + "/fresh");
+  }
   SECTION("a corrupt cache file is fetched again") {
     for (const auto& e : std::filesystem::directory_iterator(d.path + "/state/cache")) {
       bp::UniqueFd fd(::open(e.path().c_str(), O_RDWR));
@@ -303,6 +270,7 @@ TEST_CASE("volume: strict flush puts data and map in the store before returning"
   REQUIRE(store);
   auto o = opts(d.path + "/state", Durability::strict);
   o.sync_interval = std::chrono::hours(1);  // only flush() uploads
+  o.lease_ttl = std::chrono::milliseconds(1500);
   std::string a = pattern(10 * kBlock, 10);
   // A child writes, flushes, and dies without closing anything.
   pid_t pid = ::fork();
@@ -316,10 +284,16 @@ TEST_CASE("volume: strict flush puts data and map in the store before returning"
   REQUIRE(::waitpid(pid, &status, 0) == pid);
   REQUIRE(WIFEXITED(status));
   REQUIRE(WEXITSTATUS(status) == 0);
-  // Only the object store: a fresh state directory.
+  // Only the object store: a fresh state directory, another machine. The dead writer
+  // still holds the lease, so it waits for it to expire.
   auto fresh = opts(d.path + "/fresh", Durability::strict);
   fresh.create = false;
   auto v = Volume::open(**store, fresh);
+  REQUIRE_FALSE(v);
+  REQUIRE(v.error().code == EBUSY);
+  REQUIRE(v.error().what.find("in use by") != std::string::npos);
+  std::this_thread::sleep_for(o.lease_ttl);
+  v = Volume::open(**store, fresh);
   REQUIRE(v);
   REQUIRE(read_back(**v, 3 * kBlock, a.size()) == a);
 }
@@ -432,42 +406,6 @@ TEST_CASE("volume: random writes and trims against a model, with reopen", "[stor
   REQUIRE(read_back(**v, 0, o.size) == model);
 }
 
-namespace {
-
-// A store that can be taken down: every call fails with EIO while down, as a dead
-// endpoint does after the S3 client's retry budget.
-class Switchable final : public ObjectStore {
- public:
-  explicit Switchable(ObjectStore& s) : s_(s) {}
-  std::atomic<bool> down{false};
-  bp::Result<std::string> put(const std::string& k, const std::string& d, const PutIf& c) override {
-    if (down) return dead();
-    return s_.put(k, d, c);
-  }
-  bp::Result<std::string> get(const std::string& k, std::uint64_t o, std::optional<std::uint64_t> n) override {
-    if (down) return dead();
-    return s_.get(k, o, n);
-  }
-  bp::Result<ObjectInfo> head(const std::string& k) override {
-    if (down) return dead();
-    return s_.head(k);
-  }
-  bp::Result<std::vector<ObjectInfo>> list(const std::string& p) override {
-    if (down) return dead();
-    return s_.list(p);
-  }
-  bp::Status remove(const std::vector<std::string>& k) override {
-    if (down) return dead();
-    return s_.remove(k);
-  }
-  std::string url() const override { return s_.url(); }
-
- private:
-  static bp::Error dead() { return bp::make_error("object store: connection refused (3 attempts)", EIO); }
-  ObjectStore& s_;
-};
-
-}  // namespace
 
 TEST_CASE("volume: strict flushes fail with EIO while the store is down, then succeed", "[storage]") {
   TempDir d;
@@ -490,6 +428,7 @@ TEST_CASE("volume: strict flushes fail with EIO while the store is down, then su
   REQUIRE(read_back(**v, 0, a.size()) == a);  // nothing lost meanwhile
   store.down = false;
   REQUIRE((*v)->flush());  // the same data, now durable
+  REQUIRE((*v)->close());
   auto fresh = opts(d.path + "/fresh", Durability::strict);
   fresh.create = false;
   auto w = Volume::open(**file, fresh);
