@@ -1,6 +1,9 @@
 // agent/disks.cpp — sprites' disks (see disks.hpp).
 #include "agent/disks.hpp"
 
+#include <fcntl.h>
+#include <linux/fs.h>
+#include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/random.h>
 #include <sys/stat.h>
@@ -11,6 +14,7 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
+#include "common/fd.hpp"
 #include "common/log.hpp"
 #include "common/run.hpp"
 #include "common/sys.hpp"
@@ -65,7 +69,9 @@ Result<std::unique_ptr<storage::ObjectStore>> open_object_store(const std::strin
 }
 
 struct Disks::Mounted {
-  std::string target;
+  std::string volume, target, frontend_dir;
+  std::mutex ops;  // checkpoint, restore, delete, unmount: one at a time
+  bool gone = false;  // unmounted while an operation waited for ops
   std::unique_ptr<storage::Volume> vol;
   std::unique_ptr<storage::AttachedDisk> dev;
 };
@@ -102,21 +108,16 @@ Status Disks::mount(const std::string& volume, const std::string& target, bool c
   auto t0 = std::chrono::steady_clock::now();
   auto vol = storage::Volume::open(*store_, o);
   if (!vol) return std::move(vol).error();
-  auto dev = storage::attach_fuse_loop(**vol, o.dir + "/frontend");
-  if (!dev) return std::move(dev).error().wrap("volume " + volume);
-  auto fail = [&](Error e) -> Status {
-    (void)(*dev)->detach();
-    (void)(*vol)->close();
-    return std::move(e).wrap("volume " + volume);
-  };
-  if (auto s = storage::ensure_ext4((*dev)->device()); !s) return fail(std::move(s).error());
-  if (auto s = make_dirs(target); !s) return fail(std::move(s).error());
-  if (auto s = storage::mount_ext4((*dev)->device(), target); !s) return fail(std::move(s).error());
-  (*dev)->release_hold();
-  auto m = std::make_unique<Mounted>();
+  auto m = std::make_shared<Mounted>();
+  m->volume = volume;
   m->target = target;
+  m->frontend_dir = o.dir + "/frontend";
   m->vol = std::move(*vol);
-  m->dev = std::move(*dev);
+  if (auto s = make_dirs(target); !s) return s;
+  if (auto s = attach_and_mount(*m, true); !s) {
+    (void)m->vol->close();
+    return s;
+  }
   log.info("disk mounted", {{"volume", volume}, {"device", m->dev->device()}, {"target", target},
                             {"ms", std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0).count()}});
   std::lock_guard lk(mu_);
@@ -124,23 +125,46 @@ Status Disks::mount(const std::string& volume, const std::string& target, bool c
   return {};
 }
 
+// Serves the volume as a block device, formats it if asked and it has no ext4, mounts it.
+Status Disks::attach_and_mount(Mounted& m, bool format) {
+  auto dev = storage::attach_fuse_loop(*m.vol, m.frontend_dir);
+  if (!dev) return std::move(dev).error().wrap("volume " + m.volume);
+  auto fail = [&](Error e) -> Status {
+    (void)(*dev)->detach();
+    return std::move(e).wrap("volume " + m.volume);
+  };
+  if (format)
+    if (auto s = storage::ensure_ext4((*dev)->device()); !s) return fail(std::move(s).error());
+  if (auto s = storage::mount_ext4((*dev)->device(), m.target); !s) return fail(std::move(s).error());
+  (*dev)->release_hold();
+  m.dev = std::move(*dev);
+  return {};
+}
+
+Result<std::shared_ptr<Disks::Mounted>> Disks::find(const std::string& volume) {
+  std::lock_guard lk(mu_);
+  auto it = mounted_.find(volume);
+  if (it == mounted_.end()) return make_error("volume " + volume + " is not mounted", ENOENT);
+  return it->second;
+}
+
 Status Disks::unmount(const std::string& volume) {
-  std::unique_ptr<Mounted> m;
-  {
-    std::lock_guard lk(mu_);
-    auto it = mounted_.find(volume);
-    if (it == mounted_.end()) return {};
-    m = std::move(it->second);
-    mounted_.erase(it);
-  }
+  auto found = find(volume);
+  if (!found) return {};
+  auto m = *found;
+  std::lock_guard ops(m->ops);
+  if (m->gone) return {};
   // In order: the filesystem (which flushes it into the volume), the block device, the
   // frontend, then the volume uploads what is left.
-  if (auto s = unmount_path(m->target); !s) {
+  if (m->dev)
+    if (auto s = unmount_path(m->target); !s) return std::move(s).error().wrap("unmount volume " + volume);
+  {
     std::lock_guard lk(mu_);
-    mounted_[volume] = std::move(m);  // still in use: keep everything under it
-    return std::move(s).error().wrap("unmount volume " + volume);
+    mounted_.erase(volume);
   }
-  Status s = m->dev->detach();
+  m->gone = true;
+  Status s = m->dev ? m->dev->detach() : Status{};
+  m->dev.reset();
   Status c = m->vol->close();
   if (!s) return std::move(s).error().wrap("volume " + volume);
   if (!c) return c;
@@ -175,6 +199,65 @@ std::optional<std::uint64_t> Disks::used_bytes(const std::string& volume) {
   auto it = mounted_.find(volume);
   if (it == mounted_.end()) return std::nullopt;
   return it->second->vol->used_bytes();
+}
+
+std::optional<std::string> Disks::health(const std::string& volume) {
+  std::lock_guard lk(mu_);
+  auto it = mounted_.find(volume);
+  if (it == mounted_.end()) return std::nullopt;
+  return it->second->vol->health();
+}
+
+Result<storage::Checkpoint> Disks::checkpoint(const std::string& volume, const std::string& comment) {
+  auto m = find(volume);
+  if (!m) return std::move(m).error();
+  std::lock_guard ops((*m)->ops);
+  if ((*m)->gone || !(*m)->dev) return make_error("volume " + volume + " is not mounted", ENOENT);
+  // Frozen, the filesystem has written everything and its journal is clean.
+  UniqueFd root(::open((*m)->target.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!root) return sys_error("open(" + (*m)->target + ")");
+  if (::ioctl(root.get(), FIFREEZE, 0) != 0) return sys_error("freeze the filesystem of " + volume);
+  auto c = (*m)->vol->checkpoint(comment);
+  if (::ioctl(root.get(), FITHAW, 0) != 0)
+    Logger("agent.disks").error("thaw failed", {{"volume", volume}, {"err", std::strerror(errno)}});
+  return c;
+}
+
+Result<storage::Checkpoint> Disks::restore(const std::string& volume, const std::string& id) {
+  auto found = find(volume);
+  if (!found) return std::move(found).error();
+  auto& m = **found;
+  std::lock_guard ops(m.ops);
+  if (m.gone) return make_error("volume " + volume + " is not mounted", ENOENT);
+  if (!m.vol->find_checkpoint(id)) return make_error("no checkpoint " + id, ENOENT);
+  if (m.dev) {
+    if (auto s = unmount_path(m.target); !s) return std::move(s).error().wrap("restore " + volume);
+    Status d = m.dev->detach();
+    m.dev.reset();
+    if (!d) return std::move(d).error().wrap("restore " + volume);
+  }
+  auto keep = m.vol->restore(id);
+  // Mounted again whatever happened: the restored state, or the old one.
+  if (auto s = attach_and_mount(m, false); !s) {
+    Logger("agent.disks").error("disk not mounted again after a restore", {{"volume", volume}, {"err", s.error().what}});
+    if (keep) return std::move(s).error();
+  }
+  return keep;
+}
+
+Result<std::vector<storage::Checkpoint>> Disks::checkpoints(const std::string& volume) {
+  auto m = find(volume);
+  if (!m) return std::move(m).error();
+  std::vector<storage::Checkpoint> out{(*m)->vol->current()};
+  for (auto& c : (*m)->vol->checkpoints()) out.push_back(std::move(c));
+  return out;
+}
+
+Status Disks::delete_checkpoint(const std::string& volume, const std::string& id) {
+  auto m = find(volume);
+  if (!m) return std::move(m).error();
+  std::lock_guard ops((*m)->ops);
+  return (*m)->vol->delete_checkpoint(id);
 }
 
 // The base image's volume: the one recorded in STATE/base-volume.json if it was made

@@ -42,6 +42,19 @@ class Disks {
 
   // Bytes the sprite has written (trims subtracted), or nullopt when not mounted.
   std::optional<std::uint64_t> used_bytes(const std::string& volume);
+  // "" when the disk takes writes, else why not (its lease); nullopt when not mounted.
+  std::optional<std::string> health(const std::string& volume);
+
+  // Checkpoints of a mounted volume (ENOENT: not mounted, or no such checkpoint).
+  // checkpoint freezes the filesystem (FIFREEZE: a clean journal, so the checkpoint
+  // mounts by itself) while the volume takes it; the caller freezes the processes.
+  Result<storage::Checkpoint> checkpoint(const std::string& volume, const std::string& comment);
+  // The caller has stopped everything using the disk: it is unmounted, pointed at the
+  // checkpoint and mounted again. Returns the checkpoint keeping the state it left.
+  Result<storage::Checkpoint> restore(const std::string& volume, const std::string& id);
+  // The live state first (id "Current"), then the checkpoints, oldest first.
+  Result<std::vector<storage::Checkpoint>> checkpoints(const std::string& volume);
+  Status delete_checkpoint(const std::string& volume, const std::string& id);
   storage::ObjectStore& store() { return *store_; }
 
  private:
@@ -53,11 +66,14 @@ class Disks {
   Result<Base> base(const std::string& image);
   Result<Base> import_base(const std::string& image);
   storage::VolumeOptions options(const std::string& volume) const;
+  // The mounted volume; its ops mutex serialises checkpoint, restore, delete, unmount.
+  Result<std::shared_ptr<Mounted>> find(const std::string& volume);
+  Status attach_and_mount(Mounted& m, bool format);
 
   DisksConfig cfg_;
   std::unique_ptr<storage::ObjectStore> store_;
   std::mutex mu_;
-  std::map<std::string, std::unique_ptr<Mounted>> mounted_;
+  std::map<std::string, std::shared_ptr<Mounted>> mounted_;
   std::mutex base_mu_;  // one import at a time
   std::optional<Base> base_;
 };

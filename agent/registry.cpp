@@ -60,4 +60,17 @@ std::uint64_t Registry::generation() const {
   return generation_;
 }
 
+namespace {
+Error no_checkpoints() { return make_error("this runtime keeps no checkpoints", ENOTSUP); }
+}  // namespace
+
+Result<CheckpointRecord> SpriteControl::checkpoint(const std::string&, const std::string&, const Progress&) {
+  return no_checkpoints();
+}
+Result<CheckpointRecord> SpriteControl::restore(const std::string&, const std::string&, const Progress&) {
+  return no_checkpoints();
+}
+Result<std::vector<CheckpointRecord>> SpriteControl::checkpoints(const std::string&) { return no_checkpoints(); }
+Status SpriteControl::delete_checkpoint(const std::string&, const std::string&) { return no_checkpoints(); }
+
 }  // namespace bp::agent

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -21,6 +22,13 @@ struct SpriteRecord {
   std::string updated_at;
   std::vector<std::string> labels;
   std::string url_auth = "sprite";  // url_settings.auth: sprite (token required) | public
+};
+
+// A checkpoint as the API reports it (API.md 2.10). id "Current" is the live state.
+struct CheckpointRecord {
+  std::string id, create_time, comment, source_id;
+  std::vector<std::string> history;  // ancestors, oldest first
+  bool is_auto = false;
 };
 
 // Thread-safe: the API reads it on the event loop while sprites are made and removed
@@ -66,6 +74,19 @@ class SpriteControl {
   virtual bool single_sprite() const = 0;
   // Bytes written to the sprite's disk (trims subtracted), or nullopt when not known.
   virtual std::optional<std::uint64_t> disk_used(const std::string& name) = 0;
+  // Why the sprite's disk takes no writes ("" when it does), or nullopt when not known.
+  virtual std::optional<std::string> disk_health(const std::string&) { return std::nullopt; }
+
+  // Checkpoints (API.md 2.10). Errors: ENOENT (no such sprite or checkpoint), EBUSY
+  // (deleting the current state), ENOTSUP (this runtime keeps none). progress gets a
+  // line at each step.
+  using Progress = std::function<void(const std::string&)>;
+  virtual Result<CheckpointRecord> checkpoint(const std::string& name, const std::string& comment, const Progress& progress);
+  // Restores; returns the checkpoint that keeps the state it left.
+  virtual Result<CheckpointRecord> restore(const std::string& name, const std::string& id, const Progress& progress);
+  // "Current" first, then the checkpoints, oldest first.
+  virtual Result<std::vector<CheckpointRecord>> checkpoints(const std::string& name);
+  virtual Status delete_checkpoint(const std::string& name, const std::string& id);
 };
 
 }  // namespace bp::agent

@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
@@ -14,6 +15,7 @@
 #include <ctime>
 #include <filesystem>
 #include <nlohmann/json.hpp>
+#include <set>
 #include <thread>
 
 #include "common/log.hpp"
@@ -48,6 +50,10 @@ std::string uuid4() {
                 b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]);
   return out;
 }
+
+// Host mode keeps each sprite's record in the object store too (sprites/NAME.json), so a
+// runtime started on the same store with an empty state directory finds its sprites.
+std::string record_key(const std::string& name) { return "sprites/" + name + ".json"; }
 
 bool valid_name(const std::string& n) {
   if (n.empty() || n.size() > 63 || n.front() == '-' || n.back() == '-') return false;
@@ -112,6 +118,7 @@ Status SpriteManager::load() {
   // Sprites' roots hold their setuid files and device nodes: only root may get near.
   if (::chmod(dir.c_str(), 0700) != 0) return sys_error("chmod(" + dir + ")");
   if (!cfg_.disks) return make_error("no disks for sprites", EINVAL);
+  if (!cfg_.single) fetch_records();
   for (const auto& e : fs::directory_iterator(dir, ec)) {
     std::string name = e.path().filename();
     auto text = read_file(e.path() / "sprite.json");
@@ -199,6 +206,8 @@ Result<SpriteRecord> SpriteManager::create(const std::string& name) {
 }
 
 Status SpriteManager::destroy(const std::string& name) {
+  auto lock = ops_lock(name);  // not in the middle of a restore
+  std::lock_guard ops(*lock);
   std::shared_ptr<container::Container> c;
   {
     std::lock_guard lk(mu_);
@@ -234,6 +243,12 @@ Status SpriteManager::destroy(const std::string& name) {
   }
   std::error_code ec;
   // Remove the record first: a crash from here on leaves a directory load() ignores.
+  if (!cfg_.single)
+    if (auto r = cfg_.disks->store().remove({record_key(name)}); !r) {
+      std::lock_guard lk(mu_);
+      busy_.erase(name);
+      return std::move(r).error().wrap("destroy sprite " + name + ": its record in the object store");
+    }
   ::unlink((dir_of(name) + "/sprite.json").c_str());
   Status removed = volume.empty() ? Status{} : cfg_.disks->remove(volume);
   fs::remove_all(dir_of(name), ec);
@@ -248,6 +263,31 @@ Status SpriteManager::destroy(const std::string& name) {
   return {};
 }
 
+void SpriteManager::fetch_records() {
+  Logger log("agent.sprites");
+  auto& store = cfg_.disks->store();
+  auto listed = store.list("sprites/");
+  if (!listed) {
+    log.error("cannot list the sprites in the object store", {{"err", listed.error().what}});
+    return;
+  }
+  for (const auto& o : *listed) {
+    std::string name = o.key.substr(8);
+    if (name.size() <= 5 || !name.ends_with(".json")) continue;
+    name.resize(name.size() - 5);
+    if (!valid_name(name) || fs::exists(dir_of(name) + "/sprite.json")) continue;
+    auto body = store.get(o.key);
+    json j = body ? json::parse(*body, nullptr, false) : json();
+    if (!j.is_object() || j.value("name", "") != name || j.value("volume", "").empty()) {
+      log.warn("unreadable sprite record in the object store; skipped", {{"key", o.key}});
+      continue;
+    }
+    if (auto s = make_dirs(dir_of(name)); !s) continue;
+    if (auto s = write_file_atomic(dir_of(name) + "/sprite.json", j.dump() + "\n", 0600); !s) continue;
+    log.info("sprite found in the object store", {{"sprite", name}, {"volume", j.value("volume", "")}});
+  }
+}
+
 Status SpriteManager::save_record(const SpriteRecord& rec, std::string volume) {
   if (volume.empty())
     if (auto old = read_file(dir_of(rec.name) + "/sprite.json"); old) {
@@ -257,6 +297,9 @@ Status SpriteManager::save_record(const SpriteRecord& rec, std::string volume) {
   json j{{"id", rec.id},           {"name", rec.name},     {"created_at", rec.created_at},
          {"updated_at", rec.updated_at}, {"labels", rec.labels}, {"url_auth", rec.url_auth},
          {"volume", volume}};
+  if (!cfg_.single)
+    if (auto put = cfg_.disks->store().put(record_key(rec.name), j.dump() + "\n"); !put)
+      return std::move(put).error().wrap("save the record of sprite " + rec.name);
   return write_file_atomic(dir_of(rec.name) + "/sprite.json", j.dump() + "\n", 0600);
 }
 
@@ -275,6 +318,8 @@ Result<SpriteRecord> SpriteManager::update(const std::string& name,
 }
 
 Status SpriteManager::restart(const std::string& name) {
+  auto lock = ops_lock(name);
+  std::lock_guard ops(*lock);
   auto c = container(name);
   if (!registry_.get(name)) return make_error("sprite '" + name + "' not found", ENOENT);
   Status s = c ? c->bounce(cfg_.stop_grace_ms) : start_container(name);
@@ -330,6 +375,135 @@ std::optional<std::uint64_t> SpriteManager::disk_used(const std::string& name) {
     volume = it->second;
   }
   return cfg_.disks->used_bytes(volume);
+}
+
+std::optional<std::string> SpriteManager::disk_health(const std::string& name) {
+  auto volume = volume_of(name);
+  if (!volume) return std::nullopt;
+  return cfg_.disks->health(*volume);
+}
+
+Result<std::string> SpriteManager::volume_of(const std::string& name) {
+  if (!registry_.get(name)) return make_error("sprite '" + name + "' not found", ENOENT);
+  std::lock_guard lk(mu_);
+  auto it = volumes_.find(name);
+  if (it == volumes_.end()) return make_error("sprite '" + name + "' has no disk mounted", ESRCH);
+  return it->second;
+}
+
+std::shared_ptr<std::mutex> SpriteManager::ops_lock(const std::string& name) {
+  std::lock_guard lk(mu_);
+  auto& m = ops_[name];
+  if (!m) m = std::make_shared<std::mutex>();
+  return m;
+}
+
+namespace {
+
+// API records, with each checkpoint's ancestors (those still there), oldest first.
+std::vector<CheckpointRecord> records_of(const std::vector<storage::Checkpoint>& cs) {
+  std::map<std::string, std::string> source;
+  for (const auto& c : cs) source[c.id] = c.source_id;
+  std::vector<CheckpointRecord> out;
+  for (const auto& c : cs) {
+    CheckpointRecord r{c.id, c.create_time, c.comment, c.source_id, {}, c.is_auto};
+    std::set<std::string> seen{c.id};
+    for (std::string s = c.source_id; source.count(s) && seen.insert(s).second; s = source[s]) r.history.push_back(s);
+    std::reverse(r.history.begin(), r.history.end());
+    out.push_back(std::move(r));
+  }
+  return out;
+}
+
+CheckpointRecord record_of(const storage::Checkpoint& c) { return records_of({c}).front(); }
+
+}  // namespace
+
+Result<CheckpointRecord> SpriteManager::checkpoint(const std::string& name, const std::string& comment,
+                                                   const Progress& progress) {
+  auto lock = ops_lock(name);
+  std::lock_guard ops(*lock);
+  auto volume = volume_of(name);
+  if (!volume) return std::move(volume).error();
+  Logger log("agent.sprites");
+  progress("Creating checkpoint...");
+  // The processes stop where they are, so what the disk holds is one moment of them.
+  auto c = container(name);
+  bool frozen = false;
+  if (c && c->running()) {
+    auto f = c->freeze(true);
+    frozen = static_cast<bool>(f);
+    if (!f) log.warn("processes not frozen for the checkpoint: only the filesystem is", {{"sprite", name}, {"err", f.error().what}});
+  }
+  progress("Saving filesystem state...");
+  auto t0 = std::chrono::steady_clock::now();
+  auto cp = cfg_.disks->checkpoint(*volume, comment);
+  if (frozen)
+    if (auto t = c->freeze(false); !t) log.error("thaw after a checkpoint failed", {{"sprite", name}, {"err", t.error().what}});
+  if (!cp) return std::move(cp).error();
+  log.info("checkpoint created", {{"sprite", name}, {"id", cp->id},
+                                  {"ms", std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0).count()}});
+  auto all = cfg_.disks->checkpoints(*volume);
+  if (all)
+    for (const auto& r : records_of(*all))
+      if (r.id == cp->id) return r;
+  return record_of(*cp);
+}
+
+Result<CheckpointRecord> SpriteManager::restore(const std::string& name, const std::string& id,
+                                                const Progress& progress) {
+  auto lock = ops_lock(name);
+  std::lock_guard ops(*lock);
+  auto volume = volume_of(name);
+  if (!volume) return std::move(volume).error();
+  auto all = cfg_.disks->checkpoints(*volume);
+  if (!all) return std::move(all).error();
+  if (id == "Current" || std::none_of(all->begin(), all->end(), [&](const auto& c) { return c.id == id; }))
+    return make_error("checkpoint " + id + " not found", ENOENT);
+  Logger log("agent.sprites");
+  progress("Stopping the sprite's processes...");
+  std::shared_ptr<container::Container> c;
+  {
+    std::lock_guard lk(mu_);
+    if (auto it = containers_.find(name); it != containers_.end()) {
+      c = std::move(it->second);
+      containers_.erase(it);
+    }
+  }
+  if (c)
+    if (auto s = c->stop(cfg_.stop_grace_ms); !s) {
+      std::lock_guard lk(mu_);
+      containers_[name] = std::move(c);
+      return std::move(s).error().wrap("restore " + id + ": stop the container");
+    }
+  c.reset();
+  registry_.set_status(name, "cold");
+  progress("Restoring the disk to " + id + "...");
+  auto keep = cfg_.disks->restore(*volume, id);
+  progress("Starting the sprite...");
+  Status started = start_container(name);
+  registry_.set_status(name, started ? "running" : "cold");
+  if (!keep) return std::move(keep).error();
+  if (!started) return std::move(started).error().wrap("restored " + id + ", but the container did not start");
+  log.info("checkpoint restored", {{"sprite", name}, {"id", id}, {"kept_as", keep->id}});
+  return record_of(*keep);
+}
+
+Result<std::vector<CheckpointRecord>> SpriteManager::checkpoints(const std::string& name) {
+  auto volume = volume_of(name);
+  if (!volume) return std::move(volume).error();
+  auto all = cfg_.disks->checkpoints(*volume);
+  if (!all) return std::move(all).error();
+  return records_of(*all);
+}
+
+Status SpriteManager::delete_checkpoint(const std::string& name, const std::string& id) {
+  auto lock = ops_lock(name);
+  std::lock_guard ops(*lock);
+  auto volume = volume_of(name);
+  if (!volume) return std::move(volume).error();
+  if (id == "Current") return make_error("the current state is not a checkpoint that can be deleted", EBUSY);
+  return cfg_.disks->delete_checkpoint(*volume, id);
 }
 
 std::shared_ptr<container::Container> SpriteManager::container(const std::string& name) {

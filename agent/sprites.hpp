@@ -45,6 +45,12 @@ class SpriteManager final : public SpriteControl {
   Result<std::int64_t> check(const std::string& name) override;
   bool single_sprite() const override { return cfg_.single; }
   std::optional<std::uint64_t> disk_used(const std::string& name) override;
+  std::optional<std::string> disk_health(const std::string& name) override;
+  Result<CheckpointRecord> checkpoint(const std::string& name, const std::string& comment,
+                                      const Progress& progress) override;
+  Result<CheckpointRecord> restore(const std::string& name, const std::string& id, const Progress& progress) override;
+  Result<std::vector<CheckpointRecord>> checkpoints(const std::string& name) override;
+  Status delete_checkpoint(const std::string& name, const std::string& id) override;
   // At shutdown: stops every container and unmounts every root.
   void stop_all();
 
@@ -59,6 +65,10 @@ class SpriteManager final : public SpriteControl {
   Status start_container(const std::string& name);
   // volume "": the one the record names already.
   Status save_record(const SpriteRecord& rec, std::string volume = "");
+  Result<std::string> volume_of(const std::string& name);
+  void fetch_records();
+  // One per sprite: checkpoint, restore and delete of a checkpoint, one at a time.
+  std::shared_ptr<std::mutex> ops_lock(const std::string& name);
 
   SpritesConfig cfg_;
   Registry& registry_;
@@ -67,6 +77,7 @@ class SpriteManager final : public SpriteControl {
   std::mutex update_mu_;         // serialises read-modify-write of records
   std::map<std::string, std::shared_ptr<container::Container>> containers_;
   std::map<std::string, std::string> volumes_;  // sprite -> its volume, while mounted
+  std::map<std::string, std::shared_ptr<std::mutex>> ops_;
 };
 
 }  // namespace bp::agent

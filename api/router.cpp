@@ -145,9 +145,31 @@ Response control_error(const Error& e) {
     case EBUSY: return json_error(409, "sprite_busy", e.what);
     case EAGAIN: return json_error(429, "concurrent_sprite_limit_exceeded", e.what);
     case EUNATCH: return json_error(503, "no_base_image", e.what);
+    case ENOTSUP: return json_error(501, "not_supported", e.what);
     default: return json_error(500, "internal_error", e.what);
   }
 }
+
+nlohmann::json checkpoint_json(const agent::CheckpointRecord& c) {
+  return {{"id", c.id},           {"create_time", c.create_time}, {"source_id", c.source_id}, {"comment", c.comment},
+          {"history", c.history}, {"is_auto", c.is_auto},         {"health", ""}};
+}
+
+// An NDJSON progress stream (API.md 1.6, 2.10), written as the work goes.
+struct Events {
+  std::string body;
+  void add(nlohmann::json j) {
+    j["time"] = rfc3339(std::time(nullptr));
+    body += j.dump() + "\n";
+  }
+  void info(const std::string& text) { add({{"type", "info"}, {"data", text}}); }
+  Response response() {
+    Response r;
+    r.content_type = "application/x-ndjson";
+    r.body = std::move(body);
+    return r;
+  }
+};
 
 }  // namespace
 
@@ -211,7 +233,8 @@ Routed Router::sprite_item(const Request& req, const std::vector<std::string>& s
     if (req.method == "GET" || req.method == "HEAD") {
       Response r;
       r.body = sprite_json(*rec, cfg_.org, cfg_.base_url, cfg_.machine,
-                           control_ ? control_->disk_used(name) : std::nullopt);
+                           control_ ? control_->disk_used(name) : std::nullopt,
+                           control_ ? control_->disk_health(name) : std::nullopt);
       return {r};
     }
     if (req.method == "DELETE") {
@@ -279,7 +302,102 @@ Routed Router::sprite_item(const Request& req, const std::vector<std::string>& s
             }};
   }
   if (s.size() >= 4 && s[3] == "exec") return exec_sessions(req, s);
+  if (s.size() >= 4 && (s[3] == "checkpoint" || s[3] == "checkpoints")) return checkpoints(req, s);
   return {json_error(404, "not_found", "no such endpoint")};
+}
+
+// API.md 2.10. Everything touching the disk runs on the blocking pool: a checkpoint
+// waits for uploads, a restore stops and starts the container.
+Routed Router::checkpoints(const Request& req, const std::vector<std::string>& s) const {
+  const std::string& name = s[2];
+  if (!control_) return {json_error(501, "not_supported", "this ballpoint instance runs no sprites")};
+  if (s.size() == 4 && s[3] == "checkpoint") {
+    if (req.method != "POST") return {method_not_allowed("POST")};
+    std::string comment;
+    if (!req.body.empty()) {
+      auto j = nlohmann::json::parse(req.body, nullptr, false);
+      if (!j.is_object()) return {json_error(400, "bad_request", "request body must be a JSON object")};
+      if (j.contains("comment")) {
+        if (!j["comment"].is_string() || j["comment"].get<std::string>().size() > 4096)
+          return {json_error(400, "bad_request", "comment must be a string of at most 4096 bytes")};
+        comment = j["comment"].get<std::string>();
+      }
+    }
+    return {{}, [this, name, comment]() -> Response {
+              Events ev;
+              auto c = control_->checkpoint(name, comment, [&](const std::string& line) { ev.info(line); });
+              if (!c && (c.error().code == ENOENT || c.error().code == ENOTSUP)) return control_error(c.error());
+              if (!c)
+                ev.add({{"type", "error"}, {"error", "Checkpoint failed: " + c.error().what}});
+              else
+                ev.add({{"type", "complete"}, {"data", "Checkpoint " + c->id + " created"}, {"id", c->id}});
+              return ev.response();
+            }};
+  }
+  if (s[3] != "checkpoints" || s.size() > 6 || (s.size() == 6 && s[5] != "restore"))
+    return {json_error(404, "not_found", "no such endpoint")};
+  if (s.size() == 4) {
+    if (req.method != "GET" && req.method != "HEAD") return {method_not_allowed("GET, HEAD")};
+    auto q = parse_query(req.target).value_or(Query{});
+    auto history = query_get(q, "history");
+    bool include_auto = query_get(q, "includeAuto").value_or("") == "true";
+    return {{}, [this, name, history, include_auto]() -> Response {
+              auto all = control_->checkpoints(name);
+              if (!all) return control_error(all.error());
+              auto list = nlohmann::json::array();
+              for (const auto& c : *all) {
+                if (c.is_auto && !include_auto) continue;
+                if (history && std::find(c.history.begin(), c.history.end(), *history) == c.history.end()) continue;
+                list.push_back(checkpoint_json(c));
+              }
+              Response r;
+              r.body = list.dump();
+              return r;
+            }};
+  }
+  const std::string& id = s[4];
+  if (s.size() == 5) {
+    if (req.method == "GET" || req.method == "HEAD")
+      return {{}, [this, name, id]() -> Response {
+                auto all = control_->checkpoints(name);
+                if (!all) return control_error(all.error());
+                for (const auto& c : *all)
+                  if (c.id == id) {
+                    Response r;
+                    r.body = checkpoint_json(c).dump();
+                    return r;
+                  }
+                return json_error(404, "not_found", "Checkpoint not found");
+              }};
+    if (req.method == "DELETE")
+      return {{}, [this, name, id]() -> Response {
+                auto st = control_->delete_checkpoint(name, id);
+                if (!st && st.error().code == ENOENT) return json_error(404, "not_found", "Checkpoint not found");
+                if (!st && st.error().code == EBUSY) return json_error(409, "conflict", st.error().what);
+                if (!st) return control_error(st.error());
+                Response r;
+                r.status = 204;
+                return r;
+              }};
+    return {method_not_allowed("GET, HEAD, DELETE")};
+  }
+  if (req.method != "POST") return {method_not_allowed("POST")};
+  return {{}, [this, name, id]() -> Response {
+            auto all = control_->checkpoints(name);
+            if (!all) return control_error(all.error());
+            if (id == "Current" || std::none_of(all->begin(), all->end(), [&](const auto& c) { return c.id == id; }))
+              return json_error(404, "not_found", "Checkpoint not found");
+            Events ev;
+            ev.info("Restoring from checkpoint " + id + "...");
+            auto kept = control_->restore(name, id, [&](const std::string& line) { ev.info(line); });
+            if (!kept) {
+              ev.add({{"type", "error"}, {"error", "Restore failed: " + kept.error().what}});
+            } else {
+              ev.info("The state before the restore is kept as checkpoint " + kept->id);
+              ev.add({{"type", "complete"}, {"data", "Restore from " + id + " complete"}, {"id", id}});
+            }
+            return ev.response();
+          }};
 }
 
 // GET /exec lists sessions (API.md 2.3); POST /exec/{id}/kill ends one (2.4).

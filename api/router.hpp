@@ -90,6 +90,7 @@ class Router {
  private:
   Routed sprites_collection(const Request& req) const;
   Routed sprite_item(const Request& req, const std::vector<std::string>& seg) const;
+  Routed checkpoints(const Request& req, const std::vector<std::string>& s) const;
   Routed exec_sessions(const Request& req, const std::vector<std::string>& seg) const;
 
   RouterConfig cfg_;

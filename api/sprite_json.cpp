@@ -62,9 +62,11 @@ OrgCounts org_counts(const std::vector<agent::SpriteRecord>& all, int max_sprite
 }
 
 std::string sprite_json(const agent::SpriteRecord& rec, std::string_view org, std::string_view url,
-                        const Machine& machine, std::optional<std::uint64_t> disk_used) {
+                        const Machine& machine, std::optional<std::uint64_t> disk_used,
+                        const std::optional<std::string>& disk_health) {
   json j = sprite_object(rec, org, url, machine);
   if (disk_used) j["storage"] = {{"used_bytes", *disk_used}};
+  if (disk_health && !disk_health->empty()) j["storage"]["error"] = *disk_health;
   return dump(j);
 }
 

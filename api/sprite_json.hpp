@@ -31,9 +31,11 @@ struct OrgCounts {
 OrgCounts org_counts(const std::vector<agent::SpriteRecord>& all, int max_sprites);
 
 // disk_used: bytes the sprite has written to its disk (trims subtracted), when known;
-// an additive field, "storage": {"used_bytes": N}.
+// an additive field, "storage": {"used_bytes": N}. disk_health: why the disk takes no
+// writes, when it does not (its lease): "storage": {"error": "..."}.
 std::string sprite_json(const agent::SpriteRecord& rec, std::string_view org, std::string_view url,
-                        const Machine& machine, std::optional<std::uint64_t> disk_used = std::nullopt);
+                        const Machine& machine, std::optional<std::uint64_t> disk_used = std::nullopt,
+                        const std::optional<std::string>& disk_health = std::nullopt);
 // One page of the list; next_token set when there is more (has_more).
 std::string sprite_list_json(const std::vector<agent::SpriteRecord>& page, std::string_view org, std::string_view url,
                              const Machine& machine, const OrgCounts& counts,

@@ -423,6 +423,7 @@ Status Pid1::step_storage() {
   dc.defaults.journal_limit = st.journal_limit;
   dc.defaults.cache_limit = st.cache_limit;
   dc.defaults.flush_timeout = std::chrono::milliseconds(st.flush_timeout_ms);
+  dc.defaults.lease_ttl = std::chrono::milliseconds(st.lease_ttl_ms);
   disks_ = std::make_unique<agent::Disks>(dc, std::move(*store));
   stops_.emplace_back("storage", [this] { disks_->unmount_all(); });
   log_.info("object store", {{"url", url}, {"durability", st.durability}, {"volume_size", dc.defaults.size}});

@@ -279,6 +279,7 @@ const std::map<std::string, Binder>& binders() {
       {"storage.journal_limit", storage_uint(&Config::Storage::journal_limit, 1ull << 20, ~0ull)},
       {"storage.cache_limit", storage_uint(&Config::Storage::cache_limit, 1ull << 20, ~0ull)},
       {"storage.flush_timeout_ms", storage_uint(&Config::Storage::flush_timeout_ms, 100, 3600000)},
+      {"storage.lease_ttl_ms", storage_uint(&Config::Storage::lease_ttl_ms, 600, 3600000)},
       {"storage.s3_access_key", string_key([](Config& c, std::string s) -> Status {
          c.storage.s3_access_key = s;
          return {};

@@ -38,7 +38,11 @@ int usage(int code) {
       "  console [NAME]               an interactive shell in the sprite; Ctrl+\\ detaches\n"
       "  sessions list [NAME]         the sprite's running exec sessions\n"
       "  sessions attach [NAME] ID    reattach to a session: what it printed, then live\n"
-      "  sessions kill [NAME] ID [SIG]  end a session (SIGTERM, then SIGKILL after 10 s)\n",
+      "  sessions kill [NAME] ID [SIG]  end a session (SIGTERM, then SIGKILL after 10 s)\n"
+      "  checkpoint create [NAME] [-m COMMENT]  save the sprite's disk as it is now\n"
+      "  checkpoint list [NAME]       the sprite's checkpoints, oldest first\n"
+      "  checkpoint restore [NAME] ID bring the disk back to checkpoint ID (the sprite restarts)\n"
+      "  checkpoint delete [NAME] ID  forget checkpoint ID\n",
       code ? stderr : stdout);
   return code;
 }
@@ -154,6 +158,75 @@ int sessions(const Endpoint& ep, const std::vector<std::string>& a) {
   return code;
 }
 
+// Prints an NDJSON progress stream (API.md 1.6); 1 if it reports an error.
+int print_progress(const std::string& body) {
+  int code = 1;  // a stream that never completes failed
+  std::size_t at = 0;
+  while (at < body.size()) {
+    std::size_t nl = body.find('\n', at);
+    json ev = json::parse(body.substr(at, nl - at), nullptr, false);
+    at = nl == std::string::npos ? body.size() : nl + 1;
+    if (!ev.is_object()) continue;
+    std::string type = ev.value("type", "");
+    if (type == "error") {
+      std::fprintf(stderr, "ballpoint: %s\n", ev.value("error", "failed").c_str());
+      return 1;
+    }
+    std::printf("%s\n", ev.value("data", "").c_str());
+    if (type == "complete") code = 0;
+  }
+  return code;
+}
+
+// checkpoint create [NAME] [-m COMMENT] | list [NAME] | restore [NAME] ID | delete [NAME] ID
+int checkpoint(const Endpoint& ep, const std::vector<std::string>& a) {
+  if (a.empty()) return usage(2);
+  const std::string& verb = a[0];
+  std::vector<std::string> pos;
+  std::string comment;
+  for (std::size_t i = 1; i < a.size(); ++i) {
+    if (a[i] == "-m" && verb == "create" && i + 1 < a.size()) comment = a[++i];
+    else pos.push_back(a[i]);
+  }
+  bool takes_id = verb == "restore" || verb == "delete";
+  if (pos.size() > (takes_id ? 2u : 1u) || (takes_id && pos.empty())) return usage(2);
+  std::string id = takes_id ? pos.back() : "";
+  std::string sprite = need_sprite(pos.size() == (takes_id ? 2u : 1u) ? pos[0] : "");
+  std::string base = "/v1/sprites/" + url_encode(sprite);
+  if (verb == "create" || verb == "restore") {
+    Reply r = verb == "create" ? request(ep, "POST", base + "/checkpoint", json{{"comment", comment}}.dump())
+                               : request(ep, "POST", base + "/checkpoints/" + url_encode(id) + "/restore", "");
+    if (r.status != 200) {
+      print_error(r);
+      return 1;
+    }
+    return print_progress(r.body);
+  }
+  if (verb == "list") {
+    Reply r = request(ep, "GET", base + "/checkpoints", "");
+    if (r.status != 200) {
+      print_error(r);
+      return 1;
+    }
+    json j = json::parse(r.body, nullptr, false);
+    std::printf("%-10s %-21s %-10s %s\n", "ID", "CREATED", "FROM", "COMMENT");
+    for (const auto& c : j.is_array() ? j : json::array())
+      std::printf("%-10s %-21s %-10s %s\n", c.value("id", "").c_str(), c.value("create_time", "").c_str(),
+                  c.value("source_id", "").c_str(), c.value("comment", "").c_str());
+    return 0;
+  }
+  if (verb == "delete") {
+    Reply r = request(ep, "DELETE", base + "/checkpoints/" + url_encode(id), "");
+    if (r.status != 204) {
+      print_error(r);
+      return 1;
+    }
+    std::printf("deleted %s\n", id.c_str());
+    return 0;
+  }
+  return usage(2);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -253,6 +326,7 @@ int main(int argc, char** argv) {
       return run_exec(ep, o);
     }
     if (cmd == "sessions") return sessions(ep, rest);
+    if (cmd == "checkpoint") return checkpoint(ep, rest);
   } catch (const boost::system::system_error& e) {
     // Boost's what() carries a source location; the user wants the reason.
     std::fprintf(stderr, "ballpoint: cannot reach %s: %s\n", ep.url.c_str(), e.code().message().c_str());

@@ -176,6 +176,12 @@ Status Container::stop(int grace_ms) {
   return {};
 }
 
+Status Container::freeze(bool frozen) {
+  std::shared_lock lk(mu_);
+  if (!init_pidfd_) return make_error("container " + cfg_.name + " is not running", ESRCH);
+  return cgroup_.freeze(frozen, 5000);
+}
+
 Status Container::bounce(int grace_ms) {
   if (auto s = stop(grace_ms); !s) return s;
   return start();

@@ -70,6 +70,8 @@ class Container {
   Status stop(int grace_ms);
   // stop, then start: the VM and PID 1 stay up.
   Status bounce(int grace_ms);
+  // Freezes (or thaws) every process inside, waiting until the kernel says so.
+  Status freeze(bool frozen);
 
   bool running() const;
   pid_t init_pid() const { return init_pid_; }
