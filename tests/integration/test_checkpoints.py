@@ -226,9 +226,6 @@ class CheckpointsOnCeph(Checkpoints):
         self.peer = os.path.join(os.path.dirname(__file__), "..", "peers", "ceph-rgw")
         self.url = use_ceph_keys(self, self.s3, "cp")
 
-    def test_200_checkpoints_then_10_random_restores(self):
-        self.skipTest("run on file:// only: it measures the runtime, not the gateway")
-
     def test_a_lease_holder_without_its_store_stops_writing_before_expiry(self):
         ttl = 6.0
         rt = self.start(extra=["--set", f"storage.lease_ttl_ms={int(ttl * 1000)}", "--durability", "local"])
