@@ -155,8 +155,31 @@ struct FakeControl : bp::agent::SpriteControl {
   std::optional<std::uint64_t> disk_used(const std::string& name) override {
     return name == "t1" ? std::optional<std::uint64_t>(12288) : std::nullopt;
   }
+  // Checkpoints: v0 exists; the comment of the last create is kept.
+  bp::Result<bp::agent::CheckpointRecord> checkpoint(const std::string&, const std::string& comment,
+                                                     const Progress& progress) override {
+    progress("Creating checkpoint...");
+    if (fail_errno) return bp::make_error("disk said no", fail_errno);
+    last_comment = comment;
+    return bp::agent::CheckpointRecord{"v1", "2026-01-01T00:00:00Z", comment, "v0", {"v0"}};
+  }
+  bp::Result<bp::agent::CheckpointRecord> restore(const std::string&, const std::string& id,
+                                                  const Progress&) override {
+    restored = id;
+    return bp::agent::CheckpointRecord{"v2", "2026-01-01T00:00:00Z", "before restoring " + id, "v0", {"v0"}};
+  }
+  bp::Result<std::vector<bp::agent::CheckpointRecord>> checkpoints(const std::string&) override {
+    return std::vector<bp::agent::CheckpointRecord>{{"Current", "2026-01-01T00:00:00Z", "", "v0", {"v0"}},
+                                                    {"v0", "2026-01-01T00:00:00Z", "first", "", {}}};
+  }
+  bp::Status delete_checkpoint(const std::string&, const std::string& id) override {
+    if (id == "Current") return bp::make_error("current", EBUSY);
+    if (id != "v0") return bp::make_error("no", ENOENT);
+    return {};
+  }
   int restarts = 0;
   bool single = false;
+  std::string last_comment, restored;
 };
 }  // namespace
 
@@ -391,4 +414,64 @@ TEST_CASE("the sprite list pages in name order; the organization counts everythi
   watch.authorization = "Bearer wrong";
   CHECK(r.refuse_watch(watch)->status == 401);
   CHECK(!Router::is_watch(req("GET", "/v1/sprites")));
+}
+
+TEST_CASE("checkpoint routes: NDJSON streams, JSON arrays, 404 before a restore, bad bodies", "[router]") {
+  bp::agent::Registry reg;
+  FakeControl ctl(reg);
+  Router r({kToken, "local", "0.1.0", ""}, reg, &ctl);
+  auto post = req("POST", "/v1/sprites");
+  post.body = R"({"name":"box"})";
+  REQUIRE(r.handle(post).status == 201);
+
+  auto cp = req("POST", "/v1/sprites/box/checkpoint");
+  cp.body = R"({"comment":"before migration"})";
+  auto created = r.handle(cp);
+  CHECK(created.status == 200);
+  CHECK(created.content_type == "application/x-ndjson");
+  CHECK(ctl.last_comment == "before migration");
+  auto last = json::parse(created.body.substr(created.body.rfind('\n', created.body.size() - 2) + 1));
+  CHECK(last["type"] == "complete");
+  CHECK(last["data"] == "Checkpoint v1 created");
+  cp.body = "";  // no body: no comment
+  CHECK(r.handle(cp).status == 200);
+  for (const char* bad : {"[1]", "{\"comment\":5}", "{nope"}) {
+    cp.body = bad;
+    CHECK(r.handle(cp).status == 400);
+  }
+  ctl.fail_errno = EIO;
+  cp.body = "{}";
+  auto failed = r.handle(cp);
+  CHECK(failed.status == 200);  // the stream says it
+  CHECK(failed.body.find(R"("type":"error")") != std::string::npos);
+  CHECK(failed.body.find("Checkpoint failed: disk said no") != std::string::npos);
+  ctl.fail_errno = 0;
+  CHECK(r.handle(req("GET", "/v1/sprites/box/checkpoint")).status == 405);
+
+  auto list = r.handle(req("GET", "/v1/sprites/box/checkpoints"));
+  CHECK(list.status == 200);
+  auto arr = json::parse(list.body);
+  REQUIRE(arr.is_array());
+  CHECK(arr[0]["id"] == "Current");
+  CHECK(arr[1]["comment"] == "first");
+  CHECK(arr[1]["is_auto"] == false);
+  CHECK(arr[1]["health"] == "");
+  CHECK(json::parse(r.handle(req("GET", "/v1/sprites/box/checkpoints?history=v0")).body).size() == 1);
+  CHECK(json::parse(r.handle(req("GET", "/v1/sprites/box/checkpoints?history=zz")).body) == json::array());
+  CHECK(json::parse(r.handle(req("GET", "/v1/sprites/box/checkpoints/v0")).body)["id"] == "v0");
+  CHECK(r.handle(req("GET", "/v1/sprites/box/checkpoints/v9")).status == 404);
+
+  CHECK(r.handle(req("POST", "/v1/sprites/box/checkpoints/v9/restore")).status == 404);
+  CHECK(ctl.restored.empty());
+  auto restored = r.handle(req("POST", "/v1/sprites/box/checkpoints/v0/restore"));
+  CHECK(restored.status == 200);
+  CHECK(ctl.restored == "v0");
+  CHECK(restored.body.find(R"("data":"Restoring from checkpoint v0...")") != std::string::npos);
+  CHECK(restored.body.find(R"("data":"Restore from v0 complete")") != std::string::npos);
+
+  CHECK(r.handle(req("DELETE", "/v1/sprites/box/checkpoints/v0")).status == 204);
+  CHECK(r.handle(req("DELETE", "/v1/sprites/box/checkpoints/v7")).status == 404);
+  CHECK(r.handle(req("DELETE", "/v1/sprites/box/checkpoints/Current")).status == 409);
+  CHECK(r.handle(req("GET", "/v1/sprites/box/checkpoints/v0/nope")).status == 404);
+  CHECK(r.handle(req("GET", "/v1/sprites/nope/checkpoints")).status == 404);
 }
