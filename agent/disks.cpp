@@ -85,6 +85,7 @@ storage::VolumeOptions Disks::options(const std::string& volume) const {
   storage::VolumeOptions o = cfg_.defaults;
   o.name = volume;
   o.dir = cfg_.state_dir + "/volumes/" + volume;
+  o.bases_dir = cfg_.state_dir + "/bases";
   return o;
 }
 

@@ -150,10 +150,10 @@ std::optional<std::uint64_t> MapDb::parent_of(std::uint64_t gen) {
   return q.u64(0);
 }
 
-Result<ExtentMap> MapDb::load(std::uint64_t gen) {
+Result<ExtentMap> MapDb::load(std::uint64_t gen, ExtentMap under) {
   std::vector<std::uint64_t> chain;
   for (std::optional<std::uint64_t> g = gen; g; g = parent_of(*g)) chain.insert(chain.begin(), *g);
-  ExtentMap m;
+  ExtentMap m = std::move(under);
   for (std::uint64_t g : chain) {
     Stmt q(db_, (std::string("SELECT ") + kCols + " FROM extents WHERE gen = ?1 ORDER BY lba").c_str());
     if (!q.ok()) return db_error(db_, "load");
@@ -218,7 +218,8 @@ Status MapDb::apply(std::uint64_t gen, const std::vector<Update>& updates,
     (void)exec("ROLLBACK");
     return s;
   };
-  bool has_parent = parent_of(gen).has_value();
+  // Over a parent, or over a clone's base, a trim must hide what lies beneath.
+  bool has_parent = parent_of(gen).has_value() || get("has_base") == "1";
   for (const auto& u : updates)
     if (auto s = write_range(gen, has_parent, u); !s) return fail(std::move(s));
   for (const auto& [k, v] : values) {

@@ -37,9 +37,9 @@ class MapDb {
   Result<std::uint64_t> new_generation();
   std::optional<std::uint64_t> parent_of(std::uint64_t gen);
 
-  // The map as generation gen sees it (its ancestors' rows overlaid in order), with
-  // holes left out: a block that is in no run reads as zeros.
-  Result<ExtentMap> load(std::uint64_t gen);
+  // The map as generation gen sees it (its ancestors' rows overlaid in order on under,
+  // a clone's base), with holes left out: a block that is in no run reads as zeros.
+  Result<ExtentMap> load(std::uint64_t gen, ExtentMap under = {});
 
   // One atomic change of generation gen: the runs (object locations, or zero for a trim)
   // and the named values, committed durably (synchronous = FULL) or not at all.

@@ -8,6 +8,7 @@
 #include <zstd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdio>
 #include <cstring>
 #include <map>
@@ -236,7 +237,9 @@ Status restore_replica(ObjectStore& store, const std::string& prefix, std::uint6
     }
   }
   if (!snap) return make_error("restore the map: generation " + std::to_string(gen) + " has no snapshot", ENOENT);
-  std::string tmp = db_path + ".restoring";
+  // A name of its own: clones opened at once may restore the same base side by side.
+  static std::atomic<std::uint64_t> serial{0};
+  std::string tmp = db_path + ".restoring." + std::to_string(::getpid()) + "." + std::to_string(serial++);
   for (const char* ext : {"", "-wal", "-shm"}) ::unlink((tmp + ext).c_str());
   std::string key = gp + "snapshot/" + hex(*snap, 8);
   auto z = store.get(key);

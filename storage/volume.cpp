@@ -140,6 +140,7 @@ struct Volume::Impl {
   std::mutex mu;
   std::condition_variable cv;  // flusher wake-ups, room in the journal, applied files
   ExtentMap clean;  // uploaded blocks (the map)
+  ExtentMap base;   // a clone's: its parent's map (src 1), under all of its generations
   ExtentMap dirty;  // blocks still in the journal (over clean)
   std::shared_ptr<JFile> active;
   std::deque<std::shared_ptr<JFile>> sealed;  // waiting for upload, oldest first
@@ -302,6 +303,34 @@ struct Volume::Impl {
     }
   }
 
+  // A clone's base: the parent's map from a local copy of its replica (fetched once per
+  // bases_dir). False: the parent has no replica (made before replicas existed).
+  Result<bool> load_base() {
+    std::string dir = o.bases_dir.empty() ? o.dir : o.bases_dir;
+    std::string path = dir + "/" + o.parent + ".db";
+    if (::access(path.c_str(), F_OK) != 0) {
+      auto gens = replica_generations(store, volume_key(o.parent, "meta/"));
+      if (!gens) return std::move(gens).error().wrap("base " + o.parent);
+      if (!gens->newest) return false;
+      if (auto s = mkdir_p(dir); !s) return std::move(s).error();
+      if (auto s = restore_replica(store, volume_key(o.parent, "meta/"), *gens->newest, path); !s)
+        return std::move(s).error().wrap("base " + o.parent);
+    }
+    auto b = MapDb::open(path);
+    if (!b) return std::move(b).error().wrap("base " + o.parent);
+    auto h = (*b)->head();
+    if (!h) return std::move(h).error();
+    if ((*b)->get_u64("applied_seq") != o.parent_seq)
+      return make_error("base " + o.parent + ": its map ends at segment " + std::to_string((*b)->get_u64("applied_seq")) +
+                            ", not at " + std::to_string(o.parent_seq) + " where it was sealed",
+                        EBADMSG);
+    auto m = (*b)->load(*h);
+    if (!m) return std::move(m).error();
+    for (auto& [lba, run] : m->runs()) run.loc.src = 1;
+    base = std::move(*m);
+    return true;
+  }
+
   // The map: the local db when it is current, else the replica's newest generation,
   // else (no replica at all) rebuilt from the segments. A replica that exists but cannot
   // be restored is an error: never an empty or older map in place of the user's.
@@ -348,14 +377,26 @@ struct Volume::Impl {
     if (!g) return std::move(g).error();
     gen = *g;
     if (fresh) {
-      // No local state and no replica: the map comes from the segments (the parent's
-      // part first). "name" is written last, so a crash in between starts over.
+      // No local state and no replica: the map comes from the segments, over the
+      // parent's map for a clone (or, for a parent without a replica, the parent's
+      // segments first). "name" is written last, so a crash in between starts over.
+      std::vector<std::pair<std::string, std::string>> vals{
+          {"name", o.name}, {"size", std::to_string(size)}, {"changed", now_rfc3339()}};
       if (!o.parent.empty()) {
-        auto r = replay(o.parent, 1, 0, o.parent_seq);
-        if (!r) return std::move(r).error();
+        auto b = load_base();
+        if (!b) return std::move(b).error();
+        if (*b) {
+          vals.push_back({"has_base", "1"});
+        } else if (auto r = replay(o.parent, 1, 0, o.parent_seq); !r) {
+          return std::move(r).error();
+        }
       }
-      if (auto s = db->apply(gen, {}, {{"name", o.name}, {"size", std::to_string(size)}, {"changed", now_rfc3339()}}); !s)
-        return s;
+      if (auto s = db->apply(gen, {}, vals); !s) return s;
+    } else if (db->get("has_base") == "1") {
+      if (o.parent.empty()) return make_error("the map has a base but the manifest names no parent", EBADMSG);
+      auto b = load_base();
+      if (!b) return std::move(b).error();
+      if (!*b) return make_error("base " + o.parent + " has no replica", ENOENT);
     }
     // Catch up with segments uploaded after the last commit (a crash in between, or a
     // writer whose replica had not shipped it yet).
@@ -369,7 +410,7 @@ struct Volume::Impl {
     // A new generation of the replica, from a snapshot of this very map.
     replica = std::make_unique<Replica>(store, meta_prefix(), *db, path);
     if (auto s = replica->start(epoch); !s) return s;
-    auto m = db->load(gen);
+    auto m = db->load(gen, base);
     if (!m) return std::move(m).error();
     clean = std::move(*m);
     return {};
@@ -1088,7 +1129,7 @@ Result<Checkpoint> Volume::restore(const std::string& id) {
     if (v.journal_bytes != 0) return make_error("volume " + v.o.name + " was written while it was being restored", EBUSY);
   }
   // The new head starts empty on the target: its map is the target's.
-  auto m = v.db->load(target->gen);
+  auto m = v.db->load(target->gen, v.base);
   if (!m) return std::move(m).error();
   std::uint64_t n = v.db->get_u64("next_checkpoint");
   Checkpoint keep;

@@ -41,9 +41,12 @@ struct VolumeOptions {
   std::uint64_t readahead = 1ull << 20;  // bytes fetched per cache miss
   std::chrono::milliseconds flush_timeout{60000};  // strict flush / close give up after this
   bool create = false;  // may create the volume when the store has none (else ENOENT)
-  // create: start as a copy of this volume as of its segment parent_seq (O(map), no data)
+  // create: start as a copy of this sealed volume (its map as of segment parent_seq, no
+  // data): O(1), the clone's map is the parent's map (a local copy of its replica, kept
+  // in bases_dir, default dir) under generations of its own.
   std::string parent;
   std::uint64_t parent_seq = 0;
+  std::string bases_dir;
   // The lease (lease.hpp): who this writer is (default: an id kept in dir, so the same
   // machine restarted takes its lease back at once) and how long a lease lasts.
   std::string holder;

@@ -271,3 +271,86 @@ TEST_CASE("replica: the WAL rolls over and a restore replays every index", "[sto
   REQUIRE(w->checkpoints().size() == 7);
   REQUIRE(w->close());
 }
+
+namespace {
+
+// Counts what a volume asks of the store, by key prefix.
+class Counting final : public ObjectStore {
+ public:
+  explicit Counting(ObjectStore& s) : s_(s) {}
+  std::atomic<int> data_gets{0}, puts{0};
+  bp::Result<std::string> put(const std::string& k, const std::string& d, const PutIf& c) override {
+    ++puts;
+    return s_.put(k, d, c);
+  }
+  bp::Result<std::string> get(const std::string& k, std::uint64_t o, std::optional<std::uint64_t> n) override {
+    if (k.find("/data/") != std::string::npos) ++data_gets;
+    return s_.get(k, o, n);
+  }
+  bp::Result<ObjectInfo> head(const std::string& k) override { return s_.head(k); }
+  bp::Result<std::vector<ObjectInfo>> list(const std::string& p) override { return s_.list(p); }
+  bp::Status remove(const std::vector<std::string>& k) override { return s_.remove(k); }
+  std::string url() const override { return s_.url(); }
+
+ private:
+  ObjectStore& s_;
+};
+
+}  // namespace
+
+TEST_CASE("clone: made in O(1) over its parent's map; trims hide the parent's blocks", "[storage]") {
+  TempDir d;
+  auto file = open_file_store("file://" + d.path + "/objects");
+  REQUIRE(file);
+  std::string base = pattern(2000 * kBlock, 21);
+  std::uint64_t seq;
+  {
+    auto o = opts(d.path + "/base");
+    o.name = "base-2";
+    o.sync_interval = std::chrono::milliseconds(1);  // many segments
+    auto v = open_ok(**file, o);
+    for (std::uint64_t i = 0; i < 2000; i += 100) {
+      REQUIRE(v->write(i * kBlock, std::string_view(base).substr(i * kBlock, 100 * kBlock)));
+      REQUIRE(v->flush());
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    REQUIRE(v->close());
+    seq = v->stats().applied_seq;
+    REQUIRE(v->stats().segments > 5);
+    REQUIRE(mark_sealed(**file, "base-2", seq));
+  }
+  Counting store(**file);
+  auto o = opts(d.path + "/clone");
+  o.name = "clone-2";
+  o.parent = "base-2";
+  o.parent_seq = seq;
+  o.bases_dir = d.path + "/bases";
+  auto v = open_ok(store, o);
+  REQUIRE(store.data_gets == 0);  // no segment of the parent was read to make it
+  REQUIRE(read_back(*v, 0, base.size()) == base);
+  REQUIRE(v->trim(10 * kBlock, 5 * kBlock));
+  std::string want = base;
+  std::memset(want.data() + 10 * kBlock, 0, 5 * kBlock);
+  REQUIRE(read_back(*v, 0, base.size()) == want);
+  REQUIRE(v->close());
+  // Another machine: the clone's replica names its base; the base's map comes too.
+  auto fresh = opts(d.path + "/clone-fresh");
+  fresh.name = "clone-2";
+  fresh.create = false;
+  fresh.bases_dir = d.path + "/bases-fresh";
+  auto w = open_ok(**file, fresh);
+  REQUIRE(read_back(*w, 0, base.size()) == want);
+  // A second clone on the first machine finds the base's map there already.
+  auto o2 = o;
+  o2.name = "clone-3";
+  o2.dir = d.path + "/clone3";
+  auto puts_before = store.puts.load();
+  auto t0 = std::chrono::steady_clock::now();
+  auto x = open_ok(store, o2);
+  INFO("clone open: " << std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - t0).count() << " us, "
+                       << store.puts - puts_before << " puts");
+  REQUIRE(store.puts - puts_before <= 4);  // manifest, lease, snapshot (and nothing per block)
+  REQUIRE(read_back(*x, 0, base.size()) == base);
+  REQUIRE(x->close());
+  REQUIRE(w->close());
+}
