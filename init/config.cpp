@@ -280,6 +280,8 @@ const std::map<std::string, Binder>& binders() {
       {"storage.cache_limit", storage_uint(&Config::Storage::cache_limit, 1ull << 20, ~0ull)},
       {"storage.flush_timeout_ms", storage_uint(&Config::Storage::flush_timeout_ms, 100, 3600000)},
       {"storage.lease_ttl_ms", storage_uint(&Config::Storage::lease_ttl_ms, 600, 3600000)},
+      {"storage.gc_interval_ms", storage_uint(&Config::Storage::gc_interval_ms, 10, 86400000)},
+      {"storage.gc_grace_ms", storage_uint(&Config::Storage::gc_grace_ms, 0, 604800000)},
       {"storage.s3_access_key", string_key([](Config& c, std::string s) -> Status {
          c.storage.s3_access_key = s;
          return {};

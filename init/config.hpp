@@ -56,6 +56,8 @@ struct Config {
     std::uint64_t cache_limit = 8ull << 30;
     std::uint32_t flush_timeout_ms = 60000;    // strict flushes fail with EIO after this
     std::uint32_t lease_ttl_ms = 30000;        // a disk's writer lease; writes stop at 2/3 unrenewed
+    std::uint32_t gc_interval_ms = 60000;      // compaction and garbage collection passes
+    std::uint32_t gc_grace_ms = 600000;        // an unreferenced segment is deleted after this
     // s3:// keys; unset: $AWS_ACCESS_KEY_ID, $AWS_SECRET_ACCESS_KEY, $AWS_REGION (host mode)
     std::string s3_access_key;
     std::string s3_secret_key;

@@ -322,6 +322,48 @@ Status MapDb::delete_checkpoint(const std::string& id) {
   return {};
 }
 
+std::map<std::uint64_t, std::uint64_t> MapDb::live_blocks() {
+  std::map<std::uint64_t, std::uint64_t> out;
+  Stmt q(db_, "SELECT seq, SUM(len) FROM extents WHERE src = 0 AND seq != 0 GROUP BY seq");
+  while (q.step() == SQLITE_ROW) out[q.u64(0)] = q.u64(1);
+  return out;
+}
+
+std::vector<MapDb::Ref> MapDb::refs_of(std::uint64_t seq) {
+  std::vector<Ref> out;
+  Stmt q(db_, (std::string("SELECT gen, ") + kCols + " FROM extents WHERE src = 0 AND seq = ?1 ORDER BY gen, lba").c_str());
+  q.bind(1, seq);
+  while (q.step() == SQLITE_ROW) {
+    Ref r;
+    r.gen = q.u64(0);
+    r.row.lba = q.u64(1);
+    r.row.blocks = q.u64(2);
+    r.row.loc = Loc{Loc::object, static_cast<std::uint32_t>(q.u64(3)), q.u64(4), 0, q.u64(5),
+                    static_cast<std::uint32_t>(q.u64(6)), q.u64(7), static_cast<std::uint32_t>(q.u64(8))};
+    out.push_back(r);
+  }
+  return out;
+}
+
+Status MapDb::relocate(const std::vector<Move>& moves) {
+  if (auto s = exec("BEGIN IMMEDIATE"); !s) return s;
+  auto fail = [&](Status s) {
+    (void)exec("ROLLBACK");
+    return s;
+  };
+  for (const auto& m : moves) {
+    Stmt q(db_, "SELECT len, src, seq, frame_off FROM extents WHERE gen = ?1 AND lba = ?2");
+    q.bind(1, m.from.gen).bind(2, m.from.row.lba);
+    if (q.step() != SQLITE_ROW || q.u64(0) != m.from.row.blocks || q.u64(1) != 0 || q.u64(2) != m.from.row.loc.id ||
+        q.u64(3) != m.from.row.loc.frame_off)
+      continue;  // changed (or gone) since it was read
+    for (const auto& u : m.to)
+      if (auto s = write_range(m.from.gen, true, u); !s) return fail(std::move(s));
+  }
+  if (auto s = exec("COMMIT"); !s) return fail(std::move(s));
+  return {};
+}
+
 Status MapDb::checkpoint_wal() {
   int log = -1, done = -1;
   if (sqlite3_wal_checkpoint_v2(db_, nullptr, SQLITE_CHECKPOINT_TRUNCATE, &log, &done) != SQLITE_OK)

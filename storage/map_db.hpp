@@ -8,6 +8,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -69,6 +70,22 @@ class MapDb {
   // Forgets a checkpoint; its generation's rows go too unless another generation
   // stands on it (they are then still the base of that one).
   Status delete_checkpoint(const std::string& id);
+
+  // Garbage collection and compaction. Blocks each of this volume's own segments (src
+  // 0) holds for any generation: a segment not named here is referenced by nothing.
+  std::map<std::uint64_t, std::uint64_t> live_blocks();
+  struct Ref {
+    std::uint64_t gen;
+    Update row;
+  };
+  std::vector<Ref> refs_of(std::uint64_t seq);  // every row naming segment seq (src 0)
+  // Points rows at new locations of the same blocks, in one transaction. Each move
+  // names the row it replaces (from refs_of); a row changed since is left as it is.
+  struct Move {
+    Ref from;
+    std::vector<Update> to;  // covering exactly from.row's blocks
+  };
+  Status relocate(const std::vector<Move>& moves);
 
   // Folds the WAL into the database file and empties it (the replica ships the WAL;
   // nothing else checkpoints it).

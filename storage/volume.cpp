@@ -27,6 +27,7 @@
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <random>
+#include <set>
 #include <sys/random.h>
 #include <thread>
 
@@ -156,6 +157,13 @@ struct Volume::Impl {
   std::thread flusher;
   Clock::time_point ship_at = Clock::time_point::max();  // when the map's WAL is due in the store
 
+  // Maintenance (flusher thread): compaction and garbage collection.
+  Clock::time_point next_maintain{};
+  std::uint64_t maintain_asked = 0, maintain_done = 0;  // passes requested by maintain(), and run
+  std::string maintain_error;                           // the last pass's failure
+  std::map<std::uint64_t, std::uint64_t> seg_blocks;    // seq -> data blocks it holds (its index)
+  std::map<std::uint64_t, Clock::time_point> unreferenced;  // seq -> first seen unreferenced
+
   std::mutex lease_mu;
   std::condition_variable lease_cv;
   bool leaser_stop = false;
@@ -260,6 +268,7 @@ struct Volume::Impl {
         auto& idx = idxs[i];
         if (!idx) return std::move(idx).error().wrap("replay " + vol);
         if (idx->seq != seq) return make_error("replay " + vol + ": " + key + " says it is seq " + std::to_string(idx->seq), EBADMSG);
+        if (idx->journal == 0) continue;  // compaction's: moves old blocks, is not a write
         // A journal file's parts have consecutive seqs; anything else is the remains of an
         // upload a crash cut short, superseded by a later complete one.
         bool follows = !group.empty() && group.back().seq + 1 == idx->seq && idx->part == group.size() &&
@@ -819,9 +828,10 @@ struct Volume::Impl {
         };
         // The deadlines move with the first write into the active file and with the
         // first commit after a ship, so they are recomputed at every wake-up.
-        while (!(stopping || !sealed.empty() || due() || Clock::now() >= ship_at))
-          cv.wait_until(lk, std::min(ship_at, active->size > 0 ? active_since + o.sync_interval
-                                                               : Clock::now() + std::chrono::hours(1)));
+        auto maintain_due = [&] { return maintain_asked > maintain_done || Clock::now() >= next_maintain; };
+        while (!(stopping || !sealed.empty() || due() || Clock::now() >= ship_at || maintain_due()))
+          cv.wait_until(lk, std::min({ship_at, next_maintain,
+                                      active->size > 0 ? active_since + o.sync_interval : Clock::time_point::max()}));
         if (stopping && sealed.empty() && active->size == 0 && ship_at == Clock::time_point::max()) return;
         if (stopping && Clock::now() >= stop_deadline) return;
         want_rotate = due();
@@ -849,9 +859,174 @@ struct Volume::Impl {
       }
       if (ship) {
         std::lock_guard dl(db_mu);
-        note(ship_locked());
+        ok = note(ship_locked());
+      }
+      std::uint64_t asked;
+      bool due;
+      {
+        std::lock_guard lk(mu);
+        asked = maintain_asked;
+        due = !stopping && (asked > maintain_done || Clock::now() >= next_maintain);
+      }
+      if (due) {
+        Status m = ok ? maintain() : Status(make_error(last_error, EIO));
+        if (!m) log.warn("maintenance pass failed", {{"volume", o.name}, {"error", m.error().what}});
+        std::lock_guard lk(mu);
+        maintain_error = m ? "" : m.error().what;
+        maintain_done = asked;
+        next_maintain = Clock::now() + o.gc_interval;
+        cv.notify_all();
       }
     }
+  }
+
+  // ---- maintenance: compaction and garbage collection ---------------------------
+
+  Status maintain() {
+    if (auto s = compact(); !s) return std::move(s).error().wrap("compaction");
+    if (auto s = collect(); !s) return std::move(s).error().wrap("garbage collection");
+    return {};
+  }
+
+  // The data blocks segment seq holds (from its index, remembered).
+  Result<std::uint64_t> blocks_of(std::uint64_t seq) {
+    if (auto it = seg_blocks.find(seq); it != seg_blocks.end()) return it->second;
+    auto idx = fetch_index(data_key(0, seq));
+    if (!idx) return std::move(idx).error();
+    std::uint64_t n = 0;
+    for (const auto& e : idx->entries)
+      if (!e.trim) n += e.blocks;
+    return seg_blocks[seq] = n;
+  }
+
+  // Rewrites the live blocks of segments less than half live into new segments (at most
+  // kSegmentTarget of them a pass) and points every row at them. The old segments are
+  // then unreferenced: collect() deletes them after the grace period.
+  Status compact() {
+    std::map<std::uint64_t, std::uint64_t> live;
+    std::uint64_t applied;
+    {
+      std::lock_guard dl(db_mu);
+      live = db->live_blocks();
+      applied = applied_seq;
+    }
+    std::vector<std::uint64_t> victims;
+    std::uint64_t budget = kSegmentTarget / kBlock;
+    for (const auto& [seq, n] : live) {
+      if (seq > applied || n > budget) continue;
+      auto total = blocks_of(seq);
+      if (!total) return std::move(total).error();
+      if (n * 2 >= *total) continue;
+      victims.push_back(seq);
+      budget -= n;
+    }
+    if (victims.size() < 2 && (victims.empty() || live[victims[0]] * 4 >= seg_blocks[victims[0]])) return {};
+    std::vector<MapDb::Ref> refs;
+    {
+      std::lock_guard dl(db_mu);
+      for (auto seq : victims)
+        for (auto& r : db->refs_of(seq)) refs.push_back(std::move(r));
+    }
+    SegmentBuilder seg;
+    std::vector<std::pair<std::size_t, std::size_t>> spans;  // refs[i] -> its entries [first, last)
+    for (const auto& r : refs) {
+      auto frame = get_frame(r.row.loc);
+      if (!frame) return std::move(frame).error();
+      std::size_t first = seg.entries().size();
+      seg.add_data(r.row.lba, std::span<const char>(frame->data() + (r.row.lba - r.row.loc.frame_lba) * kBlock,
+                                                    r.row.blocks * kBlock));
+      spans.emplace_back(first, seg.entries().size());
+    }
+    if (seg.empty()) return {};
+    std::uint64_t seq;
+    {
+      std::lock_guard lk(mu);
+      seq = next_seq++;
+    }
+    std::string obj = seg.finish(seq, 0, 1, 0);  // journal 0: not a write, never replayed
+    if (!lease_ok()) return lease_failure();
+    if (auto s = upload(seq, obj); !s) return s;
+    std::vector<MapDb::Move> moves;
+    for (std::size_t i = 0; i < refs.size(); ++i) {
+      MapDb::Move m{refs[i], {}};
+      for (std::size_t e = spans[i].first; e < spans[i].second; ++e) {
+        const auto& en = seg.entries()[e];
+        m.to.push_back({en.lba, en.blocks, Loc{Loc::object, 0, seq, 0, en.frame_off, en.frame_len, en.lba, en.blocks}});
+      }
+      moves.push_back(std::move(m));
+    }
+    std::lock_guard dl(db_mu);
+    if (!lease_ok()) return lease_failure();
+    if (auto s = db->relocate(moves); !s) return s;
+    // The head's rows may have moved: the in-memory map follows.
+    auto m = db->load(gen, base);
+    if (!m) return std::move(m).error();
+    {
+      std::lock_guard lk(mu);
+      clean = std::move(*m);
+      st.segments_compacted += victims.size();
+      if (ship_at == Clock::time_point::max()) ship_at = Clock::now();
+    }
+    log.info("segments compacted", {{"volume", o.name}, {"segments", victims.size()}, {"into", hex16(seq)},
+                                    {"bytes", obj.size()}});
+    return ship_locked();
+  }
+
+  // Deletes this volume's segments that no row of any generation names, once they have
+  // been unreferenced for gc_grace. Decided on a map the replica has (shipped first):
+  // a restore elsewhere never names a deleted segment. Segments of this writer above
+  // the applied seq are uploads in flight, never garbage.
+  Status collect() {
+    std::map<std::uint64_t, std::uint64_t> live;
+    std::uint64_t applied;
+    {
+      std::lock_guard dl(db_mu);
+      if (auto s = ship_locked(); !s) return s;
+      live = db->live_blocks();
+      applied = applied_seq;
+    }
+    auto listed = store.list(volume_key(o.name, "data/"));
+    if (!listed) return std::move(listed).error();
+    auto now = Clock::now();
+    std::uint64_t epoch = lease->epoch();
+    std::vector<std::string> doomed;
+    std::vector<std::uint64_t> doomed_seqs;
+    std::set<std::uint64_t> seen;
+    for (const auto& obj : *listed) {
+      auto seq = seq_of_key(obj.key);
+      if (!seq) continue;
+      seen.insert(*seq);
+      if (live.count(*seq) || (*seq > applied && (*seq >> kEpochShift) == epoch)) {
+        unreferenced.erase(*seq);
+        continue;
+      }
+      auto [it, added] = unreferenced.try_emplace(*seq, now);
+      if (now - it->second >= o.gc_grace) {
+        doomed.push_back(obj.key);
+        doomed_seqs.push_back(*seq);
+      }
+    }
+    std::erase_if(unreferenced, [&](const auto& kv) { return !seen.count(kv.first); });
+    if (doomed.empty()) return {};
+    if (!lease_ok()) return lease_failure();
+    if (auto s = store.remove(doomed); !s) return s;
+    for (auto seq : doomed_seqs) {
+      unreferenced.erase(seq);
+      seg_blocks.erase(seq);
+      std::string name = "0-" + hex16(seq);
+      ::unlink((cache_dir + "/" + name).c_str());
+      std::lock_guard ck(cache_mu);
+      if (auto c = cache_files.find(name); c != cache_files.end()) {
+        cache_bytes -= std::min(cache_bytes, c->second.bytes);
+        cache_files.erase(c);
+      }
+    }
+    {
+      std::lock_guard lk(mu);
+      st.segments_deleted += doomed.size();
+    }
+    log.info("unreferenced segments deleted", {{"volume", o.name}, {"segments", doomed.size()}});
+    return {};
   }
 
   void run_leaser() {
@@ -945,6 +1120,7 @@ Result<std::unique_ptr<Volume>> Volume::open(ObjectStore& store, VolumeOptions o
   v.load_cache_index();
   v.st.applied_seq = v.applied_seq;
   v.st.epoch = v.lease->epoch();
+  v.next_maintain = Clock::now() + v.o.gc_interval;
   v.flusher = std::thread([&v] { v.run_flusher(); });
   v.leaser = std::thread([&v] { v.run_leaser(); });
   v.log.info("volume open", {{"volume", v.o.name}, {"epoch", v.lease->epoch()}, {"generation", v.gen}});
@@ -1173,6 +1349,17 @@ Status Volume::delete_checkpoint(const std::string& id) {
   std::lock_guard lk(v.mu);
   if (v.ship_at == Clock::time_point::max()) v.ship_at = Clock::now() + v.o.sync_interval;
   v.cv.notify_all();
+  return {};
+}
+
+Status Volume::maintain() {
+  Impl& v = *impl_;
+  std::unique_lock lk(v.mu);
+  std::uint64_t mine = ++v.maintain_asked;
+  v.cv.notify_all();
+  v.cv.wait(lk, [&] { return v.maintain_done >= mine || v.closed; });
+  if (v.maintain_done < mine) return make_error("volume " + v.o.name + " closed", EIO);
+  if (!v.maintain_error.empty()) return make_error(v.maintain_error, EIO);
   return {};
 }
 

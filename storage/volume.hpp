@@ -51,6 +51,11 @@ struct VolumeOptions {
   // machine restarted takes its lease back at once) and how long a lease lasts.
   std::string holder;
   std::chrono::milliseconds lease_ttl{30000};
+  // Maintenance on the flusher's thread every gc_interval: segments less than half live
+  // are rewritten (compaction), and segments nothing references (no generation: head,
+  // checkpoint, or what the replica holds) are deleted once unreferenced for gc_grace.
+  std::chrono::milliseconds gc_interval{60000};
+  std::chrono::milliseconds gc_grace{600000};
 };
 
 using Checkpoint = MapDb::Checkpoint;
@@ -63,6 +68,8 @@ struct VolumeStats {
   std::uint64_t cache_bytes = 0;
   std::uint64_t applied_seq = 0;     // the newest segment the map names
   std::uint64_t epoch = 0;           // of this writer's lease
+  std::uint64_t segments_compacted = 0;  // rewritten into new segments, since open
+  std::uint64_t segments_deleted = 0;    // by garbage collection, since open
 };
 
 class Volume final : public BlockDevice {
@@ -99,6 +106,9 @@ class Volume final : public BlockDevice {
   // The live state: id "Current", the time of the last checkpoint or restore, and the
   // checkpoint it descends from.
   Checkpoint current();
+
+  // Runs a maintenance pass (compaction, then garbage collection) now and waits for it.
+  Status maintain();
 
   struct Impl;
 

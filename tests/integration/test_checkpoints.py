@@ -177,16 +177,21 @@ class Checkpoints(unittest.TestCase):
         finally:
             rt.kill()
 
-    def test_kill9_during_checkpoint_and_restore(self):
-        """PID 1 killed at a random moment of a checkpoint or a restore: after a restart the
-        sprite runs and every checkpoint it lists restores to one of the states written."""
+    def test_kill9_during_checkpoint_restore_and_gc(self):
+        """PID 1 killed at a random moment of a checkpoint or a restore, with compaction and
+        garbage collection running all the time over a disk that keeps being overwritten:
+        after a restart the sprite runs and every checkpoint it lists restores to one of
+        the states written."""
         rng = random.Random(int(os.environ.get("BP_KILL_SEED", "5")))
-        rt = self.start()
+        gc = ["--set", "storage.gc_interval_ms=50", "--set", "storage.gc_grace_ms=0",
+              "--set", "storage.sync_interval_ms=50"]
+        rt = self.start(extra=gc)
         state = rt.state
         try:
             self.create(rt, "crash")
             for cycle in range(6):
-                self.sh(rt, "crash", f"echo {cycle} > /n && sync")
+                self.sh(rt, "crash", "for i in 1 2 3 4; do dd if=/dev/urandom of=/churn bs=64k count=8 2>/dev/null; "
+                                     f"sync; done; echo {cycle} > /n && sync")
                 ids = [c["id"] for c in self.listed(rt, "crash")[1:]]
                 if ids and cycle % 2:
                     call = lambda: rt.request("POST", f"/v1/sprites/crash/checkpoints/{rng.choice(ids)}/restore")
@@ -197,7 +202,7 @@ class Checkpoints(unittest.TestCase):
                 time.sleep(rng.uniform(0.0, 0.6))
                 rt.kill_pid1()
                 t.join(10)
-                rt = self.start(state=state)
+                rt = self.start(state=state, extra=gc)
                 self.assertEqual(rt.request("GET", "/v1/sprites/crash")[1]["status"], "running", rt.console()[-3000:])
             for c in self.listed(rt, "crash")[1:]:
                 self.restore(rt, "crash", c["id"])

@@ -354,3 +354,75 @@ TEST_CASE("clone: made in O(1) over its parent's map; trims hide the parent's bl
   REQUIRE(x->close());
   REQUIRE(w->close());
 }
+
+TEST_CASE("gc: concurrent with writes and checkpoints, never deletes what a checkpoint needs", "[storage]") {
+  TempDir d;
+  auto store = open_file_store("file://" + d.path + "/objects");
+  REQUIRE(store);
+  auto o = opts(d.path + "/a");
+  o.size = 64 * kBlock * 16;
+  o.sync_interval = std::chrono::milliseconds(5);
+  o.gc_interval = std::chrono::milliseconds(20);
+  o.gc_grace = std::chrono::milliseconds(0);
+  auto v = open_ok(**store, o);
+  const std::uint64_t blocks = o.size / kBlock;
+  std::string disk(o.size, '\0');
+  std::vector<std::pair<std::string, std::string>> saved;  // checkpoint id -> disk then
+  std::atomic<bool> stop{false};
+  std::string failure;
+  std::thread writer([&] {
+    std::mt19937 rng(31);
+    for (int i = 0; i < 400 && failure.empty(); ++i) {
+      std::uint64_t at = rng() % blocks, n = std::min<std::uint64_t>(1 + rng() % 48, blocks - at);
+      std::string data = pattern(n * kBlock, 5000 + i);
+      if (rng() % 5 == 0) {
+        if (!v->trim(at * kBlock, n * kBlock)) failure = "trim";
+        std::memset(disk.data() + at * kBlock, 0, n * kBlock);
+      } else {
+        if (!v->write(at * kBlock, data)) failure = "write";
+        std::memcpy(disk.data() + at * kBlock, data.data(), data.size());
+      }
+      if (i % 10 == 0 && !v->flush()) failure = "flush";
+      if (i % 40 == 39) {
+        auto c = v->checkpoint("");
+        if (!c) failure = "checkpoint: " + c.error().what;
+        else saved.emplace_back(c->id, disk);
+      }
+    }
+    stop = true;
+  });
+  int passes = 0;
+  while (!stop) {
+    auto m = v->maintain();
+    INFO(bp::err_text(m));
+    REQUIRE(m);
+    ++passes;
+  }
+  writer.join();
+  REQUIRE(failure.empty());
+  REQUIRE(v->maintain());
+  REQUIRE(v->maintain());
+  auto st = v->stats();
+  INFO("passes " << passes << ", compacted " << st.segments_compacted << ", deleted " << st.segments_deleted);
+  REQUIRE(st.segments_deleted > 0);
+  REQUIRE(st.segments_compacted > 0);
+  std::size_t objects = 0;
+  for ([[maybe_unused]] const auto& e : fs::directory_iterator(d.path + "/objects/volumes/vol1/data")) ++objects;
+  REQUIRE(objects < st.segments);
+  REQUIRE(read_back(*v, 0, disk.size()) == disk);
+  for (const auto& [id, bytes] : saved) {
+    REQUIRE(v->restore(id));
+    REQUIRE(read_back(*v, 0, bytes.size()) == bytes);
+  }
+  REQUIRE(v->close());
+  // From the store alone, and with the local cache gone: every checkpoint is whole.
+  auto fresh = opts(d.path + "/fresh");
+  fresh.create = false;
+  fresh.size = o.size;
+  auto w = open_ok(**store, fresh);
+  for (const auto& [id, bytes] : saved) {
+    REQUIRE(w->restore(id));
+    REQUIRE(read_back(*w, 0, bytes.size()) == bytes);
+  }
+  REQUIRE(w->close());
+}
