@@ -175,7 +175,9 @@ constexpr Pid1::Step kVmSteps[] = {
     {"network", false, &Pid1::step_network},
     {"cache_disk", false, &Pid1::step_cache_disk},
     {"storage", true, &Pid1::step_storage, true},
-    {"sprites", true, &Pid1::step_sprites},
+    // Retried too: the sprite's disk may still be leased by a machine that died (its
+    // lease runs out), or its store may not answer yet.
+    {"sprites", true, &Pid1::step_sprites, true},
     {"api", true, &Pid1::step_api},
 };
 constexpr Pid1::Step kHostSteps[] = {
@@ -528,7 +530,12 @@ asio::awaitable<void> Pid1::boot() {
     auto t0 = Clock::now();
     Status s = (this->*step.fn)();
     auto delay = std::chrono::seconds(1);
-    while (!s && step.retry && s.error().code != EACCES && s.error().code != EINVAL) {
+    // Retried: what may pass (a store not answering yet, a dead machine's lease still
+    // running); not refused keys, bad settings, or data that is not what it should be.
+    auto retryable = [](const Error& e) {
+      return e.code != EACCES && e.code != EINVAL && e.code != EBADMSG && e.code != ENOENT && e.code != EUNATCH;
+    };
+    while (!s && step.retry && retryable(s.error())) {
       log_.error("step failed; retrying", {{"step", step.name}, {"err", s.error().what}, {"in_s", delay.count()}});
       asio::steady_timer wait(io_, delay);
       co_await wait.async_wait(asio::use_awaitable);
