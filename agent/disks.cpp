@@ -10,6 +10,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <algorithm>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 #include <thread>
@@ -69,6 +70,13 @@ Result<std::unique_ptr<storage::ObjectStore>> open_object_store(const std::strin
 }
 
 struct Disks::Mounted {
+  struct View {
+    std::string id, target;
+    std::unique_ptr<storage::BlockDevice> disk;
+    std::unique_ptr<storage::AttachedDisk> dev;
+  };
+  std::vector<View> views;   // mounted checkpoints, oldest first
+  bool views_dir = false;    // the tmpfs at target/.sprite/checkpoints
   std::string volume, target, frontend_dir;
   std::mutex ops;  // checkpoint, restore, delete, unmount: one at a time
   bool gone = false;  // unmounted while an operation waited for ops
@@ -119,6 +127,7 @@ Status Disks::mount(const std::string& volume, const std::string& target, bool c
     (void)m->vol->close();
     return s;
   }
+  mount_views(*m);
   log.info("disk mounted", {{"volume", volume}, {"device", m->dev->device()}, {"target", target},
                             {"ms", std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0).count()}});
   std::lock_guard lk(mu_);
@@ -142,6 +151,83 @@ Status Disks::attach_and_mount(Mounted& m, bool format) {
   return {};
 }
 
+namespace {
+std::string views_dir(const std::string& target) { return target + "/.sprite/checkpoints"; }
+}  // namespace
+
+void Disks::mount_views(Mounted& m) {
+  Logger log("agent.disks");
+  if (cfg_.checkpoint_mounts == 0 || !m.dev) return;
+  std::string dir = views_dir(m.target);
+  if (!m.views_dir) {
+    // A small tmpfs of its own, shared: the container's copy of it is a slave (its
+    // rootfs setup), so the checkpoints mounted here later appear inside too.
+    if (auto s = make_dirs(dir); !s) {
+      log.warn("no /.sprite/checkpoints on this disk", {{"volume", m.volume}, {"err", s.error().what}});
+      return;
+    }
+    if (::mount("checkpoints", dir.c_str(), "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=0755,size=64k") != 0 ||
+        ::mount(nullptr, dir.c_str(), nullptr, MS_SHARED, nullptr) != 0) {
+      log.warn("no /.sprite/checkpoints on this disk", {{"volume", m.volume}, {"err", std::strerror(errno)}});
+      ::umount2(dir.c_str(), MNT_DETACH);
+      return;
+    }
+    m.views_dir = true;
+  }
+  std::vector<std::string> want;
+  for (const auto& c : m.vol->checkpoints()) want.push_back(c.id);
+  if (want.size() > cfg_.checkpoint_mounts) want.erase(want.begin(), want.end() - static_cast<long>(cfg_.checkpoint_mounts));
+  auto drop = [&](Mounted::View& v) {
+    if (auto s = unmount_path(v.target); !s) log.warn("checkpoint view still mounted", {{"target", v.target}, {"err", s.error().what}});
+    else if (auto d = v.dev->detach(); !d) log.warn("checkpoint view not detached", {{"target", v.target}, {"err", d.error().what}});
+    ::rmdir(v.target.c_str());
+  };
+  std::erase_if(m.views, [&](Mounted::View& v) {
+    if (std::find(want.begin(), want.end(), v.id) != want.end()) return false;
+    drop(v);
+    return true;
+  });
+  for (const auto& id : want) {
+    if (std::any_of(m.views.begin(), m.views.end(), [&](const auto& v) { return v.id == id; })) continue;
+    Mounted::View v{id, dir + "/" + id, nullptr, nullptr};
+    auto disk = m.vol->view(id);
+    if (!disk) continue;
+    v.disk = std::move(*disk);
+    std::string work = m.frontend_dir + "-views/" + id;
+    auto dev = make_dirs(work) ? storage::attach_fuse_loop(*v.disk, work, 2)
+                               : Result<std::unique_ptr<storage::AttachedDisk>>(sys_error("mkdir(" + work + ")"));
+    if (!dev) {
+      log.warn("checkpoint view not attached", {{"volume", m.volume}, {"id", id}, {"err", dev.error().what}});
+      continue;
+    }
+    v.dev = std::move(*dev);
+    Status s = make_dirs(v.target);
+    if (s) s = storage::mount_ext4_read_only(v.dev->device(), v.target);
+    if (!s) {
+      log.warn("checkpoint not mounted", {{"volume", m.volume}, {"id", id}, {"err", s.error().what}});
+      (void)v.dev->detach();
+      ::rmdir(v.target.c_str());
+      continue;
+    }
+    v.dev->release_hold();
+    m.views.push_back(std::move(v));
+  }
+}
+
+void Disks::unmount_views(Mounted& m) {
+  for (auto& v : m.views) {
+    if (auto s = unmount_path(v.target); !s)
+      Logger("agent.disks").warn("checkpoint view still mounted", {{"target", v.target}, {"err", s.error().what}});
+    else if (auto d = v.dev->detach(); !d)
+      Logger("agent.disks").warn("checkpoint view not detached", {{"target", v.target}, {"err", d.error().what}});
+  }
+  m.views.clear();
+  if (m.views_dir) {
+    (void)unmount_path(views_dir(m.target));
+    m.views_dir = false;
+  }
+}
+
 Result<std::shared_ptr<Disks::Mounted>> Disks::find(const std::string& volume) {
   std::lock_guard lk(mu_);
   auto it = mounted_.find(volume);
@@ -155,8 +241,9 @@ Status Disks::unmount(const std::string& volume) {
   auto m = *found;
   std::lock_guard ops(m->ops);
   if (m->gone) return {};
-  // In order: the filesystem (which flushes it into the volume), the block device, the
-  // frontend, then the volume uploads what is left.
+  // In order: the checkpoints mounted on it, the filesystem (which flushes it into the
+  // volume), the block device, the frontend, then the volume uploads what is left.
+  unmount_views(*m);
   if (m->dev)
     if (auto s = unmount_path(m->target); !s) return std::move(s).error().wrap("unmount volume " + volume);
   {
@@ -221,6 +308,7 @@ Result<storage::Checkpoint> Disks::checkpoint(const std::string& volume, const s
   auto c = (*m)->vol->checkpoint(comment);
   if (::ioctl(root.get(), FITHAW, 0) != 0)
     Logger("agent.disks").error("thaw failed", {{"volume", volume}, {"err", std::strerror(errno)}});
+  if (c) mount_views(**m);
   return c;
 }
 
@@ -231,6 +319,7 @@ Result<storage::Checkpoint> Disks::restore(const std::string& volume, const std:
   std::lock_guard ops(m.ops);
   if (m.gone) return make_error("volume " + volume + " is not mounted", ENOENT);
   if (!m.vol->find_checkpoint(id)) return make_error("no checkpoint " + id, ENOENT);
+  unmount_views(m);
   if (m.dev) {
     if (auto s = unmount_path(m.target); !s) return std::move(s).error().wrap("restore " + volume);
     Status d = m.dev->detach();
@@ -243,6 +332,7 @@ Result<storage::Checkpoint> Disks::restore(const std::string& volume, const std:
     Logger("agent.disks").error("disk not mounted again after a restore", {{"volume", volume}, {"err", s.error().what}});
     if (keep) return std::move(s).error();
   }
+  mount_views(m);
   return keep;
 }
 
@@ -258,7 +348,9 @@ Status Disks::delete_checkpoint(const std::string& volume, const std::string& id
   auto m = find(volume);
   if (!m) return std::move(m).error();
   std::lock_guard ops((*m)->ops);
-  return (*m)->vol->delete_checkpoint(id);
+  auto s = (*m)->vol->delete_checkpoint(id);
+  if (s) mount_views(**m);
+  return s;
 }
 
 // The base image's volume: the one recorded in STATE/base-volume.json if it was made

@@ -23,6 +23,9 @@ namespace bp::agent {
 struct DisksConfig {
   std::string state_dir;             // local state of each volume: STATE/volumes/NAME/
   storage::VolumeOptions defaults;   // size, durability, limits; name and dir are per volume
+  // The newest this many checkpoints are mounted read-only under the disk's
+  // /.sprite/checkpoints/ID (a tmpfs shared into the container). 0: none.
+  std::size_t checkpoint_mounts = 3;
 };
 
 class Disks {
@@ -69,6 +72,10 @@ class Disks {
   // The mounted volume; its ops mutex serialises checkpoint, restore, delete, unmount.
   Result<std::shared_ptr<Mounted>> find(const std::string& volume);
   Status attach_and_mount(Mounted& m, bool format);
+  // /.sprite/checkpoints: brings the mounted views in line with the newest checkpoints
+  // (errors are logged: a view is a convenience, never a reason to fail), or removes them.
+  void mount_views(Mounted& m);
+  void unmount_views(Mounted& m);
 
   DisksConfig cfg_;
   std::unique_ptr<storage::ObjectStore> store_;

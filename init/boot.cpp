@@ -428,6 +428,7 @@ Status Pid1::step_storage() {
   dc.defaults.lease_ttl = std::chrono::milliseconds(st.lease_ttl_ms);
   dc.defaults.gc_interval = std::chrono::milliseconds(st.gc_interval_ms);
   dc.defaults.gc_grace = std::chrono::milliseconds(st.gc_grace_ms);
+  dc.checkpoint_mounts = st.checkpoint_mounts;
   disks_ = std::make_unique<agent::Disks>(dc, std::move(*store));
   stops_.emplace_back("storage", [this] { disks_->unmount_all(); });
   log_.info("object store", {{"url", url}, {"durability", st.durability}, {"volume_size", dc.defaults.size}});

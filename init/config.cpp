@@ -282,6 +282,7 @@ const std::map<std::string, Binder>& binders() {
       {"storage.lease_ttl_ms", storage_uint(&Config::Storage::lease_ttl_ms, 600, 3600000)},
       {"storage.gc_interval_ms", storage_uint(&Config::Storage::gc_interval_ms, 10, 86400000)},
       {"storage.gc_grace_ms", storage_uint(&Config::Storage::gc_grace_ms, 0, 604800000)},
+      {"storage.checkpoint_mounts", storage_uint(&Config::Storage::checkpoint_mounts, 0, 64)},
       {"storage.s3_access_key", string_key([](Config& c, std::string s) -> Status {
          c.storage.s3_access_key = s;
          return {};

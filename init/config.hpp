@@ -58,6 +58,7 @@ struct Config {
     std::uint32_t lease_ttl_ms = 30000;        // a disk's writer lease; writes stop at 2/3 unrenewed
     std::uint32_t gc_interval_ms = 60000;      // compaction and garbage collection passes
     std::uint32_t gc_grace_ms = 600000;        // an unreferenced segment is deleted after this
+    std::uint32_t checkpoint_mounts = 3;       // newest checkpoints mounted at /.sprite/checkpoints
     // s3:// keys; unset: $AWS_ACCESS_KEY_ID, $AWS_SECRET_ACCESS_KEY, $AWS_REGION (host mode)
     std::string s3_access_key;
     std::string s3_secret_key;

@@ -51,4 +51,10 @@ Status mount_ext4(const std::string& device, const std::string& target) {
   return {};
 }
 
+Status mount_ext4_read_only(const std::string& device, const std::string& target) {
+  if (::mount(device.c_str(), target.c_str(), "ext4", MS_RDONLY | MS_NOSUID | MS_NODEV, "") != 0)
+    return sys_error("mount(" + device + ", " + target + ", ext4, ro)");
+  return {};
+}
+
 }  // namespace bp::storage

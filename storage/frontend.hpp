@@ -48,6 +48,9 @@ Result<std::unique_ptr<AttachedDisk>> attach_fuse_loop(BlockDevice& dev, const s
 // mounted with discard so trims reach the volume.
 Status ensure_ext4(const std::string& device);
 Status mount_ext4(const std::string& device, const std::string& target);
+// Read-only, nosuid, nodev (a checkpoint): fails if the filesystem needs its journal
+// replayed, since the device takes no writes.
+Status mount_ext4_read_only(const std::string& device, const std::string& target);
 
 // The two pieces attach_fuse_loop() joins, for tools and tests.
 

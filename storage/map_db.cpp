@@ -302,20 +302,27 @@ Status MapDb::delete_checkpoint(const std::string& id) {
     if (q.step() != SQLITE_DONE) return fail(db_error(db_, "delete checkpoint"));
   }
   // A generation nothing stands on and no checkpoint names is garbage, and so may its
-  // parent become: walk up while that holds.
+  // parent become: walk up while that holds. One with a single child and no checkpoint
+  // folds into that child (the child takes the rows it does not override), so what the
+  // child overwrote stops being referenced.
   auto h = head();
   if (!h) return fail(std::move(h).error());
   for (std::optional<std::uint64_t> g = c->gen; g && *g != *h;) {
-    Stmt kids(db_, "SELECT (SELECT COUNT(*) FROM generations WHERE parent = ?1) + (SELECT COUNT(*) FROM checkpoints WHERE gen = ?1)");
+    Stmt kids(db_, "SELECT (SELECT COUNT(*) FROM generations WHERE parent = ?1), (SELECT MIN(gen) FROM generations "
+                   "WHERE parent = ?1), (SELECT COUNT(*) FROM checkpoints WHERE gen = ?1)");
     kids.bind(1, *g);
     if (kids.step() != SQLITE_ROW) return fail(db_error(db_, "delete checkpoint"));
-    if (kids.u64(0) != 0) break;
+    std::uint64_t children = kids.u64(0), child = kids.u64(1), named = kids.u64(2);
+    if (named != 0 || children > 1) break;
     auto parent = parent_of(*g);
+    if (children == 1)
+      if (auto s = fold_into(*g, child, parent); !s) return fail(std::move(s).error());
     for (const char* sql : {"DELETE FROM extents WHERE gen = ?1", "DELETE FROM generations WHERE gen = ?1"}) {
       Stmt d(db_, sql);
       d.bind(1, *g);
       if (d.step() != SQLITE_DONE) return fail(db_error(db_, "delete generation"));
     }
+    if (children == 1) break;  // the child lives on
     g = parent;
   }
   if (auto s = exec("COMMIT"); !s) return fail(std::move(s).error());
@@ -361,6 +368,43 @@ Status MapDb::relocate(const std::vector<Move>& moves) {
       if (auto s = write_range(m.from.gen, true, u); !s) return fail(std::move(s));
   }
   if (auto s = exec("COMMIT"); !s) return fail(std::move(s));
+  return {};
+}
+
+// Gives child the rows of gen it does not override (holes too: they hide what lies
+// beneath gen), and gen's parent as its own.
+Status MapDb::fold_into(std::uint64_t gen, std::uint64_t child, std::optional<std::uint64_t> parent) {
+  ExtentMap covered;  // the child's own rows
+  {
+    Stmt q(db_, (std::string("SELECT ") + kCols + " FROM extents WHERE gen = ?1").c_str());
+    q.bind(1, child);
+    while (q.step() == SQLITE_ROW) {
+      Row r = row_of(q);
+      covered.assign(r.lba, r.len, Loc{Loc::object, 0, 1});
+    }
+  }
+  std::vector<Row> rows;
+  {
+    Stmt q(db_, (std::string("SELECT ") + kCols + " FROM extents WHERE gen = ?1 ORDER BY lba").c_str());
+    q.bind(1, gen);
+    while (q.step() == SQLITE_ROW) rows.push_back(row_of(q));
+  }
+  for (const Row& r : rows) {
+    Status st;
+    covered.visit(r.lba, r.len, [&](std::uint64_t a, std::uint64_t n, const Loc* l) {
+      if (l || !st) return;  // the child has its own
+      Stmt ins(db_, "INSERT INTO extents VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)");
+      bool hole = r.loc.kind != Loc::object;
+      ins.bind(1, child).bind(2, a).bind(3, n).bind(4, hole ? 0 : r.loc.src).bind(5, hole ? 0 : r.loc.id);
+      ins.bind(6, r.loc.frame_off).bind(7, r.loc.frame_len).bind(8, r.loc.frame_lba).bind(9, r.loc.frame_blocks);
+      if (ins.step() != SQLITE_DONE) st = db_error(db_, "fold generation");
+    });
+    if (!st) return st;
+  }
+  Stmt up(db_, "UPDATE generations SET parent = ?2 WHERE gen = ?1");
+  up.bind(1, child);
+  if (parent) up.bind(2, *parent);
+  if (up.step() != SQLITE_DONE) return db_error(db_, "fold generation");
   return {};
 }
 

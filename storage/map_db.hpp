@@ -95,6 +95,7 @@ class MapDb {
   explicit MapDb(sqlite3* db) : db_(db) {}
   Status exec(const char* sql);
   Status write_range(std::uint64_t gen, bool has_parent, const Update& u);
+  Status fold_into(std::uint64_t gen, std::uint64_t child, std::optional<std::uint64_t> parent);
   sqlite3* db_;
 };
 

@@ -163,6 +163,7 @@ struct Volume::Impl {
   std::string maintain_error;                           // the last pass's failure
   std::map<std::uint64_t, std::uint64_t> seg_blocks;    // seq -> data blocks it holds (its index)
   std::map<std::uint64_t, Clock::time_point> unreferenced;  // seq -> first seen unreferenced
+  std::set<const ExtentMap*> views;  // maps of live checkpoint views (under mu): GC keeps what they name
 
   std::mutex lease_mu;
   std::condition_variable lease_cv;
@@ -985,6 +986,12 @@ struct Volume::Impl {
       live = db->live_blocks();
       applied = applied_seq;
     }
+    {
+      std::lock_guard lk(mu);
+      for (const ExtentMap* m : views)
+        for (const auto& [lba, r] : m->runs())
+          if (r.loc.kind == Loc::object && r.loc.src == 0) live[r.loc.id] += r.len;
+    }
     auto listed = store.list(volume_key(o.name, "data/"));
     if (!listed) return std::move(listed).error();
     auto now = Clock::now();
@@ -1350,6 +1357,69 @@ Status Volume::delete_checkpoint(const std::string& id) {
   if (v.ship_at == Clock::time_point::max()) v.ship_at = Clock::now() + v.o.sync_interval;
   v.cv.notify_all();
   return {};
+}
+
+namespace {
+
+// A checkpoint as a read-only disk (Volume::view).
+class View final : public BlockDevice {
+ public:
+  View(Volume::Impl& v, ExtentMap map) : v_(v), map_(std::move(map)) {
+    std::lock_guard lk(v_.mu);
+    v_.views.insert(&map_);
+  }
+  ~View() override {
+    std::lock_guard lk(v_.mu);
+    v_.views.erase(&map_);
+  }
+  std::uint64_t size() const override { return v_.size; }
+  Status read(std::uint64_t offset, std::span<char> buf) override {
+    if (offset > v_.size || buf.size() > v_.size - offset) return make_error("read past the end of the disk", EINVAL);
+    std::uint64_t first = offset / kBlock, last = (offset + buf.size() + kBlock - 1) / kBlock;
+    std::string tmp;
+    char* out = buf.data();
+    bool aligned = offset % kBlock == 0 && buf.size() % kBlock == 0;
+    if (!aligned) {
+      tmp.assign((last - first) * kBlock, '\0');
+      out = tmp.data();
+    }
+    Status st;
+    map_.visit(first, last - first, [&](std::uint64_t a, std::uint64_t n, const Loc* l) {
+      char* dst = out + (a - first) * kBlock;
+      if (!st) return;
+      if (!l) {
+        std::memset(dst, 0, n * kBlock);
+        return;
+      }
+      auto frame = v_.get_frame(*l);
+      if (!frame) {
+        st = std::move(frame).error();
+        return;
+      }
+      std::memcpy(dst, frame->data() + (a - l->frame_lba) * kBlock, n * kBlock);
+    });
+    if (st && !aligned) std::memcpy(buf.data(), tmp.data() + offset % kBlock, buf.size());
+    return st;
+  }
+  Status write(std::uint64_t, std::span<const char>) override { return make_error("a checkpoint is read-only", EROFS); }
+  Status trim(std::uint64_t, std::uint64_t) override { return make_error("a checkpoint is read-only", EROFS); }
+  Status flush() override { return {}; }
+
+ private:
+  Volume::Impl& v_;
+  ExtentMap map_;
+};
+
+}  // namespace
+
+Result<std::unique_ptr<BlockDevice>> Volume::view(const std::string& id) {
+  Impl& v = *impl_;
+  std::lock_guard dl(v.db_mu);
+  auto c = v.db->checkpoint(id);
+  if (!c) return make_error("no checkpoint " + id, ENOENT);
+  auto m = v.db->load(c->gen, v.base);
+  if (!m) return std::move(m).error();
+  return std::unique_ptr<BlockDevice>(std::make_unique<View>(v, std::move(*m)));
 }
 
 Status Volume::maintain() {

@@ -110,6 +110,11 @@ class Volume final : public BlockDevice {
   // Runs a maintenance pass (compaction, then garbage collection) now and waits for it.
   Status maintain();
 
+  // Checkpoint id as a read-only disk (writes: EROFS), reading through this volume's
+  // cache and store; garbage collection keeps what a view reads while it exists. The
+  // view must not outlive the volume.
+  Result<std::unique_ptr<BlockDevice>> view(const std::string& id);
+
   struct Impl;
 
  private:

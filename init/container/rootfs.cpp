@@ -119,8 +119,10 @@ Status write_etc(const RootfsSpec& spec) {
 }  // namespace
 
 Status setup_rootfs(const RootfsSpec& spec) {
-  // Nothing we mount from here on may propagate back to the host.
-  if (auto s = do_mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE); !s) return s;
+  // Nothing we mount from here on may propagate back to the host (slave: events go one
+  // way only, host to container; the host shares just what it means to add later, the
+  // read-only checkpoints under /.sprite/checkpoints).
+  if (auto s = do_mount(nullptr, "/", nullptr, MS_REC | MS_SLAVE); !s) return s;
   // pivot_root needs the new root to be a mount point; nodev keeps device nodes made
   // in the image unusable.
   if (auto s = do_mount(spec.rootfs.c_str(), spec.rootfs, nullptr, MS_BIND | MS_REC); !s) return s;

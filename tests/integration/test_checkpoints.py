@@ -86,6 +86,8 @@ class Checkpoints(unittest.TestCase):
             self.sh(rt, "cp", TREE)
             before = self.sh(rt, "cp", SUM)
             v0 = self.checkpoint(rt, "cp", "the tree")
+            # Mounted in the running sprite at once (no restart): read-only, the tree as it was.
+            self.assertEqual(self.sh(rt, "cp", f"cat /.sprite/checkpoints/{v0}/t/small"), "hello\n")
             self.sh(rt, "cp", "rm -r /t/a && echo changed > /t/small && mkdir /t/new && echo x > /t/new/x && sync")
             changed = self.sh(rt, "cp", SUM)
             self.assertNotEqual(before, changed)
@@ -105,6 +107,13 @@ class Checkpoints(unittest.TestCase):
             self.assertEqual(rt.request("GET", "/v1/sprites/cp/checkpoints/v999")[0], 404)
             self.assertEqual(rt.request("POST", "/v1/sprites/cp/checkpoints/v999/restore")[0], 404)
             self.assertEqual(rt.request("DELETE", "/v1/sprites/cp/checkpoints/Current")[0], 409)
+            # The newest checkpoints are there read-only inside, each a whole filesystem.
+            self.assertEqual(self.sh(rt, "cp", f"cd /.sprite/checkpoints/{v0}/t && " + SUM.split(" && ", 1)[1]),
+                             before)
+            self.assertIn(undo, self.sh(rt, "cp", "ls /.sprite/checkpoints").split())
+            out, code = exec_out(rt, "cp", f"touch /.sprite/checkpoints/{v0}/x 2>&1")
+            self.assertNotEqual(code, 0)
+            self.assertIn("Read-only", out)
             # Undo the restore: the changed tree is back.
             self.restore(rt, "cp", undo)
             self.assertEqual(self.sh(rt, "cp", SUM), changed)

@@ -426,3 +426,35 @@ TEST_CASE("gc: concurrent with writes and checkpoints, never deletes what a chec
   }
   REQUIRE(w->close());
 }
+
+TEST_CASE("view: a checkpoint as a read-only disk, kept whole through GC", "[storage]") {
+  TempDir d;
+  auto store = open_file_store("file://" + d.path + "/objects");
+  REQUIRE(store);
+  auto o = opts(d.path + "/a", Durability::strict);  // a flush puts b in the map
+  o.gc_grace = std::chrono::milliseconds(0);
+  auto v = open_ok(**store, o);
+  std::string a = pattern(64 * kBlock, 41), b = pattern(64 * kBlock, 42);
+  REQUIRE(v->write(0, a));
+  auto c = v->checkpoint("");
+  REQUIRE(c);
+  auto view = v->view(c->id);
+  REQUIRE(view);
+  REQUIRE(v->write(0, b));
+  REQUIRE(v->flush());
+  REQUIRE(v->delete_checkpoint(c->id));  // nothing in the map names a's blocks now
+  REQUIRE(v->maintain());
+  REQUIRE(v->maintain());
+  std::string got(a.size() - 100, '\0');
+  REQUIRE((*view)->read(100, got));  // unaligned, through the store if need be
+  REQUIRE(got == a.substr(100));
+  auto w = (*view)->write(0, "x");
+  REQUIRE_FALSE(w);
+  REQUIRE(w.error().code == EROFS);
+  REQUIRE(v->view("v9").error().code == ENOENT);
+  view->reset();
+  REQUIRE(v->maintain());  // now they may go
+  REQUIRE(v->stats().segments_deleted > 0);
+  REQUIRE(read_back(*v, 0, b.size()) == b);
+  REQUIRE(v->close());
+}
