@@ -3,7 +3,9 @@
 
 #include <fcntl.h>
 #include <linux/fs.h>
+#include <linux/openat2.h>
 #include <sys/ioctl.h>
+#include <sys/syscall.h>
 #include <sys/mount.h>
 #include <sys/random.h>
 #include <sys/stat.h>
@@ -69,14 +71,17 @@ Result<std::unique_ptr<storage::ObjectStore>> open_object_store(const std::strin
   return make_error("object store: unknown URL scheme in '" + url + "'", EINVAL);
 }
 
+struct MountedView {
+  std::string id, target;
+  std::unique_ptr<storage::BlockDevice> disk;
+  std::unique_ptr<storage::AttachedDisk> dev;  // after disk: goes first
+};
+
 struct Disks::Mounted {
-  struct View {
-    std::string id, target;
-    std::unique_ptr<storage::BlockDevice> disk;
-    std::unique_ptr<storage::AttachedDisk> dev;
-  };
+  using View = MountedView;
   std::vector<View> views;   // mounted checkpoints, oldest first
-  bool views_dir = false;    // the tmpfs at target/.sprite/checkpoints
+  std::string views_root;    // the tmpfs they are mounted on ("" when not mounted)
+  UniqueFd views_bind;       // its read-only bind at target/.sprite/checkpoints
   std::string volume, target, frontend_dir;
   std::mutex ops;  // checkpoint, restore, delete, unmount: one at a time
   bool gone = false;  // unmounted while an operation waited for ops
@@ -152,44 +157,75 @@ Status Disks::attach_and_mount(Mounted& m, bool format) {
 }
 
 namespace {
-std::string views_dir(const std::string& target) { return target + "/.sprite/checkpoints"; }
+
+// dir/name, made if missing and opened without following any symlink and without
+// leaving dir: the sprite owns what its disk holds, and a symlink there must never lead
+// a mount made as root on the host somewhere else.
+Result<UniqueFd> open_beneath(int dir, const char* name, bool cross_mounts) {
+  if (::mkdirat(dir, name, 0755) != 0 && errno != EEXIST) return sys_error(std::string("mkdir(") + name + ")");
+  open_how how{};
+  how.flags = O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC;
+  how.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS | (cross_mounts ? 0 : RESOLVE_NO_XDEV);
+  int fd = static_cast<int>(::syscall(SYS_openat2, dir, name, &how, sizeof how));
+  if (fd < 0) return sys_error(std::string("open(") + name + ") without symlinks");
+  return UniqueFd(fd);
+}
+
+std::string fd_path(int fd) { return "/proc/self/fd/" + std::to_string(fd); }
+
 }  // namespace
+
+// /.sprite/checkpoints: a small tmpfs in the volume's private state (shared, so what is
+// mounted on it later propagates), bind-mounted read-only at the disk's
+// .sprite/checkpoints (reached without symlinks). The container's copy of that bind is a
+// slave (its rootfs setup), so a checkpoint mounted here appears inside at once; the
+// sprite can neither write into it nor redirect it.
+Status Disks::mount_views_dir(Mounted& m) {
+  std::string dir = m.frontend_dir + "-checkpoints";
+  if (auto s = make_dirs(dir); !s) return s;
+  if (::mount("checkpoints", dir.c_str(), "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=0755,size=64k") != 0)
+    return sys_error("mount tmpfs at " + dir);
+  auto fail = [&](Error e) -> Status {
+    ::umount2(dir.c_str(), MNT_DETACH);
+    return e;
+  };
+  if (::mount(nullptr, dir.c_str(), nullptr, MS_SHARED, nullptr) != 0) return fail(sys_error("make " + dir + " shared"));
+  UniqueFd root(::open(m.target.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+  if (!root) return fail(sys_error("open(" + m.target + ")"));
+  auto sprite = open_beneath(root.get(), ".sprite", false);
+  if (!sprite) return fail(std::move(sprite).error());
+  auto under = open_beneath(sprite->get(), "checkpoints", false);
+  if (!under) return fail(std::move(under).error());
+  if (::mount(dir.c_str(), fd_path(under->get()).c_str(), nullptr, MS_BIND, nullptr) != 0)
+    return fail(sys_error("bind " + dir + " into the disk"));
+  auto bound = open_beneath(sprite->get(), "checkpoints", true);  // now the bind's root
+  if (!bound || ::mount(nullptr, fd_path(bound->get()).c_str(), nullptr,
+                        MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr) != 0) {
+    ::umount2(fd_path(under->get()).c_str(), MNT_DETACH);
+    return fail(bound ? sys_error("make the checkpoints read-only") : std::move(bound).error());
+  }
+  m.views_bind = std::move(*bound);
+  m.views_root = dir;
+  return {};
+}
 
 void Disks::mount_views(Mounted& m) {
   Logger log("agent.disks");
   if (cfg_.checkpoint_mounts == 0 || !m.dev) return;
-  std::string dir = views_dir(m.target);
-  if (!m.views_dir) {
-    // A small tmpfs of its own, shared: the container's copy of it is a slave (its
-    // rootfs setup), so the checkpoints mounted here later appear inside too.
-    if (auto s = make_dirs(dir); !s) {
+  if (m.views_root.empty())
+    if (auto s = mount_views_dir(m); !s) {
       log.warn("no /.sprite/checkpoints on this disk", {{"volume", m.volume}, {"err", s.error().what}});
       return;
     }
-    if (::mount("checkpoints", dir.c_str(), "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=0755,size=64k") != 0 ||
-        ::mount(nullptr, dir.c_str(), nullptr, MS_SHARED, nullptr) != 0) {
-      log.warn("no /.sprite/checkpoints on this disk", {{"volume", m.volume}, {"err", std::strerror(errno)}});
-      ::umount2(dir.c_str(), MNT_DETACH);
-      return;
-    }
-    m.views_dir = true;
-  }
   std::vector<std::string> want;
   for (const auto& c : m.vol->checkpoints()) want.push_back(c.id);
   if (want.size() > cfg_.checkpoint_mounts) want.erase(want.begin(), want.end() - static_cast<long>(cfg_.checkpoint_mounts));
-  auto drop = [&](Mounted::View& v) {
-    if (auto s = unmount_path(v.target); !s) log.warn("checkpoint view still mounted", {{"target", v.target}, {"err", s.error().what}});
-    else if (auto d = v.dev->detach(); !d) log.warn("checkpoint view not detached", {{"target", v.target}, {"err", d.error().what}});
-    ::rmdir(v.target.c_str());
-  };
   std::erase_if(m.views, [&](Mounted::View& v) {
-    if (std::find(want.begin(), want.end(), v.id) != want.end()) return false;
-    drop(v);
-    return true;
+    return std::find(want.begin(), want.end(), v.id) == want.end() && drop_view(v);
   });
   for (const auto& id : want) {
     if (std::any_of(m.views.begin(), m.views.end(), [&](const auto& v) { return v.id == id; })) continue;
-    Mounted::View v{id, dir + "/" + id, nullptr, nullptr};
+    Mounted::View v{id, m.views_root + "/" + id, nullptr, nullptr};
     auto disk = m.vol->view(id);
     if (!disk) continue;
     v.disk = std::move(*disk);
@@ -214,18 +250,36 @@ void Disks::mount_views(Mounted& m) {
   }
 }
 
+// Unmounts one view and stops serving it; false (and it stays listed, still served)
+// while something holds it.
+bool Disks::drop_view(MountedView& v) {
+  if (auto s = unmount_path(v.target); !s) {
+    Logger("agent.disks").warn("checkpoint view still mounted", {{"target", v.target}, {"err", s.error().what}});
+    return false;
+  }
+  if (auto d = v.dev->detach(); !d)
+    Logger("agent.disks").warn("checkpoint view not detached", {{"target", v.target}, {"err", d.error().what}});
+  ::rmdir(v.target.c_str());
+  return true;
+}
+
 void Disks::unmount_views(Mounted& m) {
-  for (auto& v : m.views) {
-    if (auto s = unmount_path(v.target); !s)
-      Logger("agent.disks").warn("checkpoint view still mounted", {{"target", v.target}, {"err", s.error().what}});
-    else if (auto d = v.dev->detach(); !d)
-      Logger("agent.disks").warn("checkpoint view not detached", {{"target", v.target}, {"err", d.error().what}});
+  std::erase_if(m.views, [&](Mounted::View& v) { return drop_view(v); });
+  if (m.views_root.empty() || !m.views.empty()) return;
+  if (m.views_bind) {
+    // Through the fd taken when it was made (a path in the sprite's disk could lead
+    // elsewhere by now); detached, since that very fd keeps it busy until closed.
+    if (::umount2(fd_path(m.views_bind.get()).c_str(), MNT_DETACH) != 0 && errno != EINVAL) {
+      Logger("agent.disks").warn("checkpoints bind still mounted", {{"volume", m.volume}, {"err", std::strerror(errno)}});
+      return;
+    }
+    m.views_bind.reset();
   }
-  m.views.clear();
-  if (m.views_dir) {
-    (void)unmount_path(views_dir(m.target));
-    m.views_dir = false;
+  if (auto s = unmount_path(m.views_root); !s) {
+    Logger("agent.disks").warn("checkpoints tmpfs still mounted", {{"volume", m.volume}, {"err", s.error().what}});
+    return;
   }
+  m.views_root.clear();
 }
 
 Result<std::shared_ptr<Disks::Mounted>> Disks::find(const std::string& volume) {
@@ -289,6 +343,12 @@ std::optional<std::uint64_t> Disks::used_bytes(const std::string& volume) {
   return it->second->vol->used_bytes();
 }
 
+bool Disks::mounted(const std::string& volume) {
+  std::lock_guard lk(mu_);
+  auto it = mounted_.find(volume);
+  return it != mounted_.end() && it->second->dev != nullptr;
+}
+
 std::optional<std::string> Disks::health(const std::string& volume) {
   std::lock_guard lk(mu_);
   auto it = mounted_.find(volume);
@@ -321,10 +381,21 @@ Result<storage::Checkpoint> Disks::restore(const std::string& volume, const std:
   if (!m.vol->find_checkpoint(id)) return make_error("no checkpoint " + id, ENOENT);
   unmount_views(m);
   if (m.dev) {
-    if (auto s = unmount_path(m.target); !s) return std::move(s).error().wrap("restore " + volume);
-    Status d = m.dev->detach();
+    if (auto s = unmount_path(m.target); !s) {
+      mount_views(m);
+      return std::move(s).error().wrap("restore " + volume);
+    }
+    if (Status d = m.dev->detach(); !d) {
+      // Still attached: the disk goes back where it was, unchanged.
+      if (auto again = storage::mount_ext4(m.dev->device(), m.target); !again) {
+        Logger("agent.disks").error("disk not mounted again", {{"volume", volume}, {"err", again.error().what}});
+        m.dev.reset();
+      } else {
+        mount_views(m);
+      }
+      return std::move(d).error().wrap("restore " + volume);
+    }
     m.dev.reset();
-    if (!d) return std::move(d).error().wrap("restore " + volume);
   }
   auto keep = m.vol->restore(id);
   // Mounted again whatever happened: the restored state, or the old one.

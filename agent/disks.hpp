@@ -20,6 +20,8 @@ class AttachedDisk;
 
 namespace bp::agent {
 
+struct MountedView;  // a checkpoint mounted under /.sprite/checkpoints (disks.cpp)
+
 struct DisksConfig {
   std::string state_dir;             // local state of each volume: STATE/volumes/NAME/
   storage::VolumeOptions defaults;   // size, durability, limits; name and dir are per volume
@@ -45,6 +47,8 @@ class Disks {
 
   // Bytes the sprite has written (trims subtracted), or nullopt when not mounted.
   std::optional<std::uint64_t> used_bytes(const std::string& volume);
+  // Whether the volume's filesystem is mounted at its target right now.
+  bool mounted(const std::string& volume);
   // "" when the disk takes writes, else why not (its lease); nullopt when not mounted.
   std::optional<std::string> health(const std::string& volume);
 
@@ -76,6 +80,8 @@ class Disks {
   // (errors are logged: a view is a convenience, never a reason to fail), or removes them.
   void mount_views(Mounted& m);
   void unmount_views(Mounted& m);
+  Status mount_views_dir(Mounted& m);
+  bool drop_view(MountedView& v);
 
   DisksConfig cfg_;
   std::unique_ptr<storage::ObjectStore> store_;

@@ -481,7 +481,10 @@ Result<CheckpointRecord> SpriteManager::restore(const std::string& name, const s
   progress("Restoring the disk to " + id + "...");
   auto keep = cfg_.disks->restore(*volume, id);
   progress("Starting the sprite...");
-  Status started = start_container(name);
+  // Never on the bare mount point: without its disk the sprite stays stopped.
+  Status started = cfg_.disks->mounted(*volume)
+                       ? start_container(name)
+                       : Status(make_error("its disk is not mounted; the sprite stays stopped", EIO));
   registry_.set_status(name, started ? "running" : "cold");
   if (!keep) return std::move(keep).error();
   if (!started) return std::move(started).error().wrap("restored " + id + ", but the container did not start");

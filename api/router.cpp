@@ -92,6 +92,15 @@ Router::Router(RouterConfig cfg, const agent::Registry& registry, agent::SpriteC
 
 Response Router::handle(const Request& req) const {
   Routed r = route(req);
+  if (r.streaming) {
+    std::string body;
+    Response res = r.streaming([&](std::string line) { body += line; });
+    if (body.empty()) return res;
+    Response s;
+    s.content_type = "application/x-ndjson";
+    s.body = std::move(body);
+    return s;
+  }
   return r.blocking ? r.blocking() : std::move(r.response);
 }
 
@@ -146,6 +155,7 @@ Response control_error(const Error& e) {
     case EAGAIN: return json_error(429, "concurrent_sprite_limit_exceeded", e.what);
     case EUNATCH: return json_error(503, "no_base_image", e.what);
     case ENOTSUP: return json_error(501, "not_supported", e.what);
+    case ESRCH: return json_error(503, "unavailable", e.what);
     default: return json_error(500, "internal_error", e.what);
   }
 }
@@ -155,20 +165,14 @@ nlohmann::json checkpoint_json(const agent::CheckpointRecord& c) {
           {"history", c.history}, {"is_auto", c.is_auto},         {"health", ""}};
 }
 
-// An NDJSON progress stream (API.md 1.6, 2.10), written as the work goes.
+// An NDJSON progress stream (API.md 1.6, 2.10), sent as the work goes.
 struct Events {
-  std::string body;
+  const Emit& emit;
   void add(nlohmann::json j) {
     j["time"] = rfc3339(std::time(nullptr));
-    body += j.dump() + "\n";
+    emit(j.dump() + "\n");
   }
   void info(const std::string& text) { add({{"type", "info"}, {"data", text}}); }
-  Response response() {
-    Response r;
-    r.content_type = "application/x-ndjson";
-    r.body = std::move(body);
-    return r;
-  }
 };
 
 }  // namespace
@@ -323,16 +327,23 @@ Routed Router::checkpoints(const Request& req, const std::vector<std::string>& s
         comment = j["comment"].get<std::string>();
       }
     }
-    return {{}, [this, name, comment]() -> Response {
-              Events ev;
-              auto c = control_->checkpoint(name, comment, [&](const std::string& line) { ev.info(line); });
-              if (!c && (c.error().code == ENOENT || c.error().code == ENOTSUP)) return control_error(c.error());
-              if (!c)
-                ev.add({{"type", "error"}, {"error", "Checkpoint failed: " + c.error().what}});
-              else
-                ev.add({{"type", "complete"}, {"data", "Checkpoint " + c->id + " created"}, {"id", c->id}});
-              return ev.response();
-            }};
+    Routed r;
+    r.streaming = [this, name, comment](const Emit& emit) -> Response {
+      // A failure before any progress (an unknown sprite, no disk) is a plain error answer.
+      bool sent = false;
+      Events ev{emit};
+      auto c = control_->checkpoint(name, comment, [&](const std::string& line) {
+        sent = true;
+        ev.info(line);
+      });
+      if (!c && !sent) return control_error(c.error());
+      if (!c)
+        ev.add({{"type", "error"}, {"error", "Checkpoint failed: " + c.error().what}});
+      else
+        ev.add({{"type", "complete"}, {"data", "Checkpoint " + c->id + " created"}, {"id", c->id}});
+      return {};
+    };
+    return r;
   }
   if (s[3] != "checkpoints" || s.size() > 6 || (s.size() == 6 && s[5] != "restore"))
     return {json_error(404, "not_found", "no such endpoint")};
@@ -382,22 +393,24 @@ Routed Router::checkpoints(const Request& req, const std::vector<std::string>& s
     return {method_not_allowed("GET, HEAD, DELETE")};
   }
   if (req.method != "POST") return {method_not_allowed("POST")};
-  return {{}, [this, name, id]() -> Response {
-            auto all = control_->checkpoints(name);
-            if (!all) return control_error(all.error());
-            if (id == "Current" || std::none_of(all->begin(), all->end(), [&](const auto& c) { return c.id == id; }))
-              return json_error(404, "not_found", "Checkpoint not found");
-            Events ev;
-            ev.info("Restoring from checkpoint " + id + "...");
-            auto kept = control_->restore(name, id, [&](const std::string& line) { ev.info(line); });
-            if (!kept) {
-              ev.add({{"type", "error"}, {"error", "Restore failed: " + kept.error().what}});
-            } else {
-              ev.info("The state before the restore is kept as checkpoint " + kept->id);
-              ev.add({{"type", "complete"}, {"data", "Restore from " + id + " complete"}, {"id", id}});
-            }
-            return ev.response();
-          }};
+  Routed r;
+  r.streaming = [this, name, id](const Emit& emit) -> Response {
+    auto all = control_->checkpoints(name);
+    if (!all) return control_error(all.error());
+    if (id == "Current" || std::none_of(all->begin(), all->end(), [&](const auto& c) { return c.id == id; }))
+      return json_error(404, "not_found", "Checkpoint not found");
+    Events ev{emit};
+    ev.info("Restoring from checkpoint " + id + "...");
+    auto kept = control_->restore(name, id, [&](const std::string& line) { ev.info(line); });
+    if (!kept) {
+      ev.add({{"type", "error"}, {"error", "Restore failed: " + kept.error().what}});
+    } else {
+      ev.info("The state before the restore is kept as checkpoint " + kept->id);
+      ev.add({{"type", "complete"}, {"data", "Restore from " + id + " complete"}, {"id", id}});
+    }
+    return {};
+  };
+  return r;
 }
 
 // GET /exec lists sessions (API.md 2.3); POST /exec/{id}/kill ends one (2.4).

@@ -32,11 +32,17 @@ struct RouterConfig {
   Machine machine;       // a sprite's config: ram_mb, cpus
 };
 
+// Sends one line of a streamed answer; called from the blocking pool.
+using Emit = std::function<void(std::string line)>;
+
 // What routing decided: a response now, or blocking work (creating or destroying a
-// sprite) that the server runs on its blocking pool and whose result is the response.
+// sprite) that the server runs on its blocking pool and whose result is the response,
+// or blocking work whose answer streams: the lines it emits go out as they come (200
+// NDJSON, the headers with the first line); if it emits none, its Response is the answer.
 struct Routed {
   Response response;
   std::function<Response()> blocking;
+  std::function<Response(const Emit&)> streaming;
 };
 
 // Splits the path part of a target on '/' and percent-decodes each segment

@@ -20,8 +20,12 @@
 #include <boost/beast/http.hpp>
 #include <boost/beast/websocket.hpp>
 #include <array>
+#include <deque>
 #include <list>
+#include <memory>
+#include <mutex>
 
+#include "api/chunked.hpp"
 #include "api/errors.hpp"
 #include "api/exec_params.hpp"
 #include "api/exec_session_async.hpp"
@@ -51,6 +55,7 @@ struct Server::Impl {
 
   awaitable<void> accept_loop();
   awaitable<void> session(tcp::socket sock);
+  awaitable<void> run_streamed(beast::tcp_stream& stream, std::function<Response(const Emit&)> work);
   awaitable<void> tls_relay(tcp::socket sock);
   http::response<http::string_body> to_beast(const Response& r, unsigned version, bool keep_alive,
                                              bool head) const;
@@ -406,6 +411,10 @@ awaitable<void> Server::Impl::session(tcp::socket sock) {
       break;
     }
     Routed routed = router_.route(req);
+    if (routed.streaming) {
+      co_await run_streamed(stream, std::move(routed.streaming));
+      break;
+    }
     Response r = std::move(routed.response);
     if (routed.blocking) {
       try {
@@ -424,6 +433,79 @@ awaitable<void> Server::Impl::session(tcp::socket sock) {
   boost::system::error_code ec;
   stream.socket().shutdown(tcp::socket::shutdown_send, ec);
   stream.socket().close(ec);
+}
+
+// Streamed blocking work (Routed::streaming): the work runs on the blocking pool and
+// hands its lines over through a queue; a timer that the work cancels (on this loop,
+// through post) wakes the writer. The loop is one thread, so a wake-up posted while the
+// writer looks at the queue runs only once it waits: none is lost.
+awaitable<void> Server::Impl::run_streamed(beast::tcp_stream& stream, std::function<Response(const Emit&)> work) {
+  struct Pipe {
+    std::mutex mu;
+    std::deque<std::string> lines;
+    bool done = false;
+    Response final;
+  };
+  auto pipe = std::make_shared<Pipe>();
+  auto bell = std::make_shared<asio::steady_timer>(io_, asio::steady_timer::time_point::max());
+  auto ring = [bell] { asio::post(bell->get_executor(), [bell] { bell->cancel(); }); };
+  Emit emit = [pipe, ring](std::string line) {
+    {
+      std::lock_guard lk(pipe->mu);
+      pipe->lines.push_back(std::move(line));
+    }
+    ring();
+  };
+  asio::post(blocking_, [pipe, ring, emit, work = std::move(work)] {
+    Response r;
+    try {
+      r = work(emit);
+    } catch (const std::exception& e) {
+      r = json_error(500, "internal_error", e.what());
+    }
+    {
+      std::lock_guard lk(pipe->mu);
+      pipe->done = true;
+      pipe->final = std::move(r);
+    }
+    ring();
+  });
+  stream.expires_never();  // a restore may take a while; the stream ends with the work
+  bool started = false;
+  const std::string& version = router_.config().version;
+  for (;;) {
+    std::deque<std::string> lines;
+    bool done;
+    {
+      std::lock_guard lk(pipe->mu);
+      lines.swap(pipe->lines);
+      done = pipe->done;
+    }
+    for (const std::string& line : lines) {
+      if (!started) {
+        started = true;
+        if (!co_await write_stream_head(stream, "application/x-ndjson", version)) co_return;
+      }
+      if (!co_await write_chunk(stream, line)) co_return;  // the client left; the work goes on
+    }
+    if (done) {
+      if (started) {
+        co_await write_last_chunk(stream);
+      } else {
+        Response r;
+        {
+          std::lock_guard lk(pipe->mu);
+          r = std::move(pipe->final);
+        }
+        auto res = to_beast(r, 11, false, false);
+        stream.expires_after(std::chrono::seconds(30));
+        co_await http::async_write(stream, res, tuple_awaitable);
+      }
+      co_return;
+    }
+    bell->expires_at(asio::steady_timer::time_point::max());
+    co_await bell->async_wait(tuple_awaitable);
+  }
 }
 
 }  // namespace bp::api

@@ -71,6 +71,18 @@ Status Lease::write(bool released) {
   json j{{"epoch", epoch_}, {"holder", holder_}, {"expires_ms", released ? 0 : wall_ms() + ttl_.count()},
          {"released", released}};
   auto put = store_.put(key_, j.dump() + "\n", PutIf::match(etag));
+  if (!put && put.error().code == ESTALE) {
+    // An earlier write of ours may have landed with its answer lost: the object is then
+    // still ours (same epoch and holder), under an ETag we never saw. Anything else is
+    // another holder.
+    auto info = store_.head(key_);
+    auto body = info ? store_.get(key_) : Result<std::string>(info.error());
+    json now = body ? json::parse(*body, nullptr, false) : json();
+    if (!info || !body) return std::move(put).error().wrap("renew lease " + key_);
+    if (now.is_object() && now.value("epoch", std::uint64_t{0}) == epoch_ && now.value("holder", "") == holder_ &&
+        !now.value("released", false))
+      put = store_.put(key_, j.dump() + "\n", PutIf::match(info->etag));
+  }
   std::lock_guard lk(mu_);
   if (!put) {
     if (put.error().code == ESTALE) lost_ = true;

@@ -142,15 +142,22 @@ Status apply_wal(const std::string& path, const std::string& wal, const std::str
 
 }  // namespace
 
-Status Replica::snapshot() {
+// The WAL folded into the file (and emptied) begins WAL index index_ (the next one
+// with next_index); the file is uploaded as its snapshot. Until that upload succeeds,
+// snapshot_due_ stays set and ship() tries again first: the WAL written meanwhile is
+// folded in too, and no piece of the index goes up before its snapshot.
+Status Replica::snapshot(bool next_index) {
   if (auto s = db_.checkpoint_wal(); !s) return s;
+  if (next_index) ++index_;
+  offset_ = 0;
+  snapshot_due_ = true;
   auto file = read_from(path_, 0);
   if (!file) return std::move(file).error();
   std::string key = gen_prefix(prefix_, gen_) + "snapshot/" + hex(index_, 8);
   if (auto r = store_.put(key, compress(*file)); !r) return std::move(r).error().wrap("replica snapshot");
+  snapshot_due_ = false;
   snapshot_bytes_ = file->size();
   since_snapshot_ = 0;
-  offset_ = 0;
   // What came before the snapshot is not needed any more: older snapshots and WAL of
   // this generation, and every older generation.
   auto listed = store_.list(prefix_);
@@ -178,7 +185,7 @@ Status Replica::snapshot() {
 Status Replica::start(std::uint64_t gen) {
   gen_ = gen;
   index_ = 0;
-  return snapshot();
+  return snapshot(false);
 }
 
 std::uint64_t Replica::pending() {
@@ -189,8 +196,14 @@ std::uint64_t Replica::pending() {
 }
 
 Status Replica::ship() {
+  if (snapshot_due_) return snapshot(false);
   auto bytes = read_from(path_ + "-wal", offset_);
   if (!bytes) return std::move(bytes).error().wrap("replica");
+  // Only whole transactions: frames past the last commit are a rolled-back
+  // transaction's spill (SQLite writes over them from the last commit).
+  auto upto = committed_prefix(*bytes);
+  if (!upto) return std::move(upto).error().wrap("replica");
+  bytes->resize(*upto);
   if (!bytes->empty()) {
     std::string key = gen_prefix(prefix_, gen_) + "wal/" + hex(index_, 8) + "/" + hex(offset_, 16);
     if (auto r = store_.put(key, compress(*bytes)); !r) return std::move(r).error().wrap("replica WAL");
@@ -199,11 +212,34 @@ Status Replica::ship() {
   }
   if (offset_ < kWalRoll) return {};
   // The WAL is shipped whole: fold it into the file and begin the next index.
-  ++index_;
-  if (since_snapshot_ > std::max<std::uint64_t>(snapshot_bytes_, kWalRoll * 4)) return snapshot();
+  if (since_snapshot_ > std::max<std::uint64_t>(snapshot_bytes_, kWalRoll * 4)) return snapshot(true);
   if (auto s = db_.checkpoint_wal(); !s) return s;
+  ++index_;
   offset_ = 0;
   return {};
+}
+
+// The bytes of wal[...] (the WAL from offset_ on) that end at its last commit frame of
+// the current WAL (its header's salts; the header is read at offset 0).
+Result<std::uint64_t> Replica::committed_prefix(const std::string& tail) {
+  std::string header;
+  if (offset_ == 0) {
+    header = tail.substr(0, std::min<std::size_t>(tail.size(), kWalHeader));
+  } else {
+    auto h = read_from(path_ + "-wal", 0);
+    if (!h) return std::move(h).error();
+    header = h->substr(0, std::min<std::size_t>(h->size(), kWalHeader));
+  }
+  if (header.size() < kWalHeader) return std::uint64_t{0};
+  auto hb = reinterpret_cast<const unsigned char*>(header.data());
+  std::uint64_t frame = 24 + be32(hb + 8);
+  std::uint64_t at = offset_ == 0 ? kWalHeader : 0, end = 0;
+  for (; at + frame <= tail.size(); at += frame) {
+    auto f = reinterpret_cast<const unsigned char*>(tail.data() + at);
+    if (std::memcmp(f + 8, hb + 16, 8) != 0) break;  // not of this WAL: stale bytes
+    if (be32(f + 4) != 0) end = at + frame;
+  }
+  return end;
 }
 
 Result<ReplicaGenerations> replica_generations(ObjectStore& store, const std::string& prefix) {

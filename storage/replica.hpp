@@ -43,13 +43,15 @@ class Replica {
   std::uint64_t pending();
 
  private:
-  Status snapshot();
+  Status snapshot(bool next_index);
+  Result<std::uint64_t> committed_prefix(const std::string& tail);
   ObjectStore& store_;
   std::string prefix_;
   MapDb& db_;
   std::string path_;
   std::uint64_t gen_ = 0, index_ = 0, offset_ = 0;  // offset_: WAL bytes shipped in index_
   std::uint64_t since_snapshot_ = 0, snapshot_bytes_ = 0;
+  bool snapshot_due_ = false;
 };
 
 // The newest generation that has a snapshot (nullopt: no replica at all), and the

@@ -15,6 +15,7 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -127,11 +128,13 @@ struct Volume::Impl {
   ObjectStore& store;
   VolumeOptions o;
   Logger log{"storage.volume"};
+  UniqueFd dir_lock;  // flock on DIR/lock: one open of a state directory at a time
   std::optional<Lease> lease;
   std::mutex db_mu;
   std::unique_ptr<MapDb> db;
   std::unique_ptr<Replica> replica;
   std::uint64_t gen = 1;  // the head generation
+  bool gen_unshipped = false;  // a checkpoint or restore the replica does not have yet
   std::uint64_t size = 0;
   std::vector<std::string> sources;  // src id -> volume name (0 = this one)
   std::string journal_dir, cache_dir;
@@ -699,6 +702,13 @@ struct Volume::Impl {
   // Packs one sealed journal file into segments, uploads them, then commits the map.
   Status pack(const std::shared_ptr<JFile>& f) {
     if (!lease_ok()) return lease_failure();
+    {
+      // No segment goes up on top of a checkpoint or restore the replica lacks: a
+      // restore elsewhere would replay it onto the generation before.
+      std::lock_guard dl(db_mu);
+      if (gen_unshipped)
+        if (auto s = ship_locked(); !s) return s;
+    }
     if (f->synced < f->size) {
       if (::fdatasync(f->fd.get()) != 0) return sys_error("fdatasync(journal)");
       std::lock_guard lk(mu);
@@ -736,6 +746,10 @@ struct Volume::Impl {
     std::uint64_t first = next_seq, last = applied_seq;
     if (!nothing) {
       auto parts = static_cast<std::uint32_t>(segs.size());
+      // Taken before any upload: a retry after a failed part packs the journal file
+      // anew (later writes may have changed it) under new seqs, never over objects an
+      // earlier attempt left (replay skips such an incomplete group; GC collects it).
+      next_seq = first + parts;
       for (std::uint32_t i = 0; i < parts; ++i) {
         std::uint64_t seq = first + i;
         std::string obj = segs[i]->finish(seq, i, parts, f->id);
@@ -746,7 +760,6 @@ struct Volume::Impl {
                                : MapDb::Update{e.lba, e.blocks, Loc{Loc::object, 0, seq, 0, e.frame_off, e.frame_len, e.lba, e.blocks}});
       }
       last = first + parts - 1;
-      next_seq = last + 1;
     }
     std::unique_lock dl(db_mu);
     if (!lease_ok()) return lease_failure();
@@ -796,6 +809,7 @@ struct Volume::Impl {
   Status ship_locked() {
     if (!lease_ok()) return lease_failure();
     if (auto s = replica->ship(); !s) return std::move(s).error().wrap("volume " + o.name);
+    gen_unshipped = false;
     std::lock_guard lk(mu);
     ship_at = Clock::time_point::max();
     return {};
@@ -913,8 +927,10 @@ struct Volume::Impl {
     }
     std::vector<std::uint64_t> victims;
     std::uint64_t budget = kSegmentTarget / kBlock;
+    int fetches = 0;  // index GETs a pass may make: the flusher waits meanwhile
     for (const auto& [seq, n] : live) {
       if (seq > applied || n > budget) continue;
+      if (!seg_blocks.count(seq) && ++fetches > 32) break;
       auto total = blocks_of(seq);
       if (!total) return std::move(total).error();
       if (n * 2 >= *total) continue;
@@ -1105,6 +1121,14 @@ Result<std::unique_ptr<Volume>> Volume::open(ObjectStore& store, VolumeOptions o
   v.rotate_at = std::max<std::uint64_t>(kBlock * 64, std::min(kRotateMax, v.o.journal_limit / 4));
   if (auto s = v.open_manifest(); !s) return std::move(s).error();
   if (auto s = mkdir_p(v.o.dir); !s) return std::move(s).error();
+  // The lease tells machines apart; this tells processes (and opens) on one machine apart,
+  // so that taking back this machine's own lease never meets a writer still alive here.
+  v.dir_lock = UniqueFd(::open((v.o.dir + "/lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
+  if (!v.dir_lock) return sys_error("open(" + v.o.dir + "/lock)");
+  if (::flock(v.dir_lock.get(), LOCK_EX | LOCK_NB) != 0)
+    return make_error("volume " + v.o.name + " is open already: its state directory " + v.o.dir +
+                          " is in use by another process (or this one)",
+                      EBUSY);
   auto gens = replica_generations(store, v.meta_prefix());
   if (!gens) return std::move(gens).error().wrap("volume " + v.o.name);
   if (v.o.holder.empty()) {
@@ -1115,6 +1139,11 @@ Result<std::unique_ptr<Volume>> Volume::open(ObjectStore& store, VolumeOptions o
   auto lease = Lease::acquire(store, volume_key(v.o.name, "lease"), v.o.holder, v.o.lease_ttl, gens->highest);
   if (!lease) return std::move(lease).error().wrap("volume " + v.o.name);
   v.lease.emplace(std::move(*lease));
+  gens = replica_generations(store, v.meta_prefix());  // again: a writer may have come and gone meanwhile
+  if (!gens) {
+    (void)v.lease->release();
+    return std::move(gens).error().wrap("volume " + v.o.name);
+  }
   auto opened = [&]() -> Status {
     if (auto s = v.open_db(*gens); !s) return s;
     return v.open_journal();
@@ -1231,6 +1260,7 @@ Status Volume::close() {
   if (v.leaser.joinable()) v.leaser.join();
   bool released = false;
   if (left == 0 && shipped && local) released = static_cast<bool>(v.lease->release());
+  v.dir_lock.reset();  // closed: the state directory may be opened again
   if (left == 0 && shipped) {
     if (!released) v.log.warn("lease not released: the next writer elsewhere waits for it to expire", {{"volume", v.o.name}});
     return local;
@@ -1291,11 +1321,14 @@ Result<Checkpoint> Volume::checkpoint(const std::string& comment) {
                              {{"next_checkpoint", std::to_string(n + 1)}, {"source", c.id}, {"changed", c.create_time}});
   if (!g) return std::move(g).error().wrap("volume " + v.o.name + ": checkpoint");
   v.gen = *g;
+  v.gen_unshipped = true;
   if (auto s = v.ship_locked(); !s) {
-    v.log.warn("checkpoint taken; its replica ships when the store answers", {{"volume", v.o.name}, {"error", s.error().what}});
     std::lock_guard lk(v.mu);
     v.ship_at = Clock::now();
     v.cv.notify_all();
+    return make_error("checkpoint " + c.id + " is taken here but the object store did not take it yet (" +
+                          s.error().what + "); it goes there when the store answers, and nothing is uploaded before",
+                      EIO);
   }
   return c;
 }
@@ -1325,15 +1358,18 @@ Result<Checkpoint> Volume::restore(const std::string& id) {
                              {{"next_checkpoint", std::to_string(n + 1)}, {"source", id}, {"changed", keep.create_time}});
   if (!g) return std::move(g).error().wrap("volume " + v.o.name + ": restore " + id);
   v.gen = *g;
+  v.gen_unshipped = true;
   {
     std::lock_guard lk(v.mu);
     v.clean = std::move(*m);
   }
   if (auto s = v.ship_locked(); !s) {
-    v.log.warn("restored; the replica ships when the store answers", {{"volume", v.o.name}, {"error", s.error().what}});
     std::lock_guard lk(v.mu);
     v.ship_at = Clock::now();
     v.cv.notify_all();
+    return make_error("restored " + id + " here, but the object store did not take the change yet (" + s.error().what +
+                          "); it goes there when the store answers, and nothing is uploaded before",
+                      EIO);
   }
   return keep;
 }

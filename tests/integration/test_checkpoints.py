@@ -123,6 +123,27 @@ class Checkpoints(unittest.TestCase):
         finally:
             rt.kill()
 
+    def test_a_symlink_in_the_disk_cannot_redirect_the_checkpoint_mounts(self):
+        """/.sprite is the sprite's: made a symlink to /etc there, a restore that mounts the
+        checkpoints again refuses to follow it, and the host's /etc gets no mount."""
+        rt = self.start()
+        try:
+            self.create(rt, "evil")
+            self.checkpoint(rt, "evil")
+            out, code = exec_out(rt, "evil", "touch /.sprite/checkpoints/x 2>&1; echo $?")
+            self.assertIn("Read-only", out)
+            self.sh(rt, "evil", "mv /.sprite /old-sprite && ln -s /etc /.sprite && sync")
+            cid = self.checkpoint(rt, "evil")
+            self.restore(rt, "evil", cid)
+            mounts = open(f"/proc/{rt.pid1()}/mountinfo").read()
+            self.assertNotIn(" /etc/", mounts)
+            self.assertNotIn(" /etc ", mounts)
+            self.assertIn("no /.sprite/checkpoints", rt.console())
+            self.assertEqual(self.sh(rt, "evil", "readlink /.sprite"), "/etc\n")  # the sprite's own, untouched
+            self.assertEqual(rt.stop()[0], 0)
+        finally:
+            rt.kill()
+
     def test_200_checkpoints_then_10_random_restores(self):
         rt = self.start()
         try:

@@ -195,7 +195,7 @@ class Stack:
     def test_strict_kill9_fresh_state(self):
         """strict: whatever fsync acknowledged is in the object store, so a fresh state
         directory (a new machine) finds it after the writer was killed mid-write."""
-        served = Served(self, self.state(), "--durability", "strict", "--sync-ms", "3600000")
+        served = Served(self, self.state(), "--durability", "strict", "--sync-ms", "3600000", "--lease-ttl-ms", "2000")
         acked = {}
         try:
             deadline = time.monotonic() + 6
@@ -214,6 +214,12 @@ class Stack:
         finally:
             served.kill()  # mid-write: no unmount, no final upload
         self.assertGreater(len(acked), 5)
+        # Another machine: the dead writer's lease holds it off until it expires.
+        r = subprocess.run([DRIVER, "fsck", self.url, self.state("fresh"), self.volume], env=self.env,
+                           capture_output=True, text=True, timeout=600)
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn("in use by", r.stderr)
+        time.sleep(2)
         self.fsck(self.state("fresh"))
         served = Served(self, self.state("fresh"), create=False)
         try:

@@ -3,7 +3,7 @@
 //
 //   volume_driver serve URL DIR VOLUME MNT [--create] [--durability strict|local]
 //                       [--size BYTES] [--sync-ms N] [--journal-limit BYTES] [--flush-timeout-ms N]
-//                       [--readahead BYTES]
+//                       [--readahead BYTES] [--lease-ttl-ms N]
 //       mounts the volume's ext4 at MNT, prints "ready", serves until stdin closes or
 //       SIGTERM/SIGINT, then unmounts, detaches, uploads and prints its stats as JSON.
 //   volume_driver fsck URL DIR VOLUME
@@ -91,6 +91,8 @@ int main(int argc, char** argv) {
       o.readahead = std::stoull(next());
     } else if (a[i] == "--flush-timeout-ms") {
       o.flush_timeout = std::chrono::milliseconds(std::stoull(next()));
+    } else if (a[i] == "--lease-ttl-ms") {
+      o.lease_ttl = std::chrono::milliseconds(std::stoull(next()));
     } else {
       die("unknown option " + a[i]);
     }
