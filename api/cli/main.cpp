@@ -210,9 +210,10 @@ int checkpoint(const Endpoint& ep, const std::vector<std::string>& a) {
     }
     json j = json::parse(r.body, nullptr, false);
     std::printf("%-10s %-21s %-10s %s\n", "ID", "CREATED", "FROM", "COMMENT");
+    auto dash = [](std::string v) { return v.empty() ? std::string("-") : v; };
     for (const auto& c : j.is_array() ? j : json::array())
-      std::printf("%-10s %-21s %-10s %s\n", c.value("id", "").c_str(), c.value("create_time", "").c_str(),
-                  c.value("source_id", "").c_str(), c.value("comment", "").c_str());
+      std::printf("%-10s %-21s %-10s %s\n", c.value("id", "").c_str(), dash(c.value("create_time", "")).c_str(),
+                  dash(c.value("source_id", "")).c_str(), c.value("comment", "").c_str());
     return 0;
   }
   if (verb == "delete") {

@@ -154,6 +154,32 @@ class Cli(unittest.TestCase):
         finally:
             self.cli("destroy", "det")
 
+    def test_checkpoint_create_list_restore_delete(self):
+        self.assertEqual(self.cli("create", "cps").returncode, 0)
+        self.assertEqual(self.cli("exec", "cps", "--", "sh", "-c", "echo first > /f && sync").returncode, 0)
+        r = self.cli("checkpoint", "create", "cps", "-m", "before the change")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertRegex(r.stdout, r"Checkpoint v\d+ created\n$")
+        cid = r.stdout.split("Checkpoint ")[-1].split()[0]
+        r = self.cli("checkpoint", "list", "cps")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        rows = [line.split(None, 3) for line in r.stdout.splitlines()[1:]]
+        self.assertEqual(rows[0][0], "Current")
+        self.assertIn([cid, "before the change"], [[row[0], row[-1]] for row in rows])
+        self.assertEqual(self.cli("exec", "cps", "--", "sh", "-c", "echo second > /f && sync").returncode, 0)
+        r = self.cli("checkpoint", "restore", "cps", cid)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn(f"Restore from {cid} complete", r.stdout)
+        self.assertEqual(self.cli("exec", "cps", "--", "cat", "/f").stdout, "first\n")
+        r = self.cli("checkpoint", "restore", "cps", "v999")
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("404", r.stderr)
+        self.assertEqual(self.cli("checkpoint", "delete", "cps", cid).returncode, 0)
+        listed = [line.split()[0] for line in self.cli("checkpoint", "list", "cps").stdout.splitlines()[1:]]
+        self.assertNotIn(cid, listed)
+        self.assertEqual(self.cli("checkpoint", "delete", "cps", "Current").returncode, 1)
+        self.assertEqual(self.cli("checkpoint").returncode, 2)  # usage
+
     def test_clear_errors(self):
         r = self.cli("exec", "ghost", "--", "true")
         self.assertNotEqual(r.returncode, 0)
