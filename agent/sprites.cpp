@@ -168,7 +168,12 @@ Result<SpriteRecord> SpriteManager::create(const std::string& name) {
 
   std::string d = dir_of(name);
   std::error_code ec;
-  fs::remove_all(d, ec);  // what a crashed create left behind
+  // What a crashed create left behind goes, unless a disk is still mounted there (an
+  // earlier attempt that could not unmount): remove_all would go through it.
+  struct stat here {}, root {};
+  if (::stat(d.c_str(), &here) == 0 && ::stat((d + "/root").c_str(), &root) == 0 && here.st_dev != root.st_dev)
+    return make_error("sprite '" + name + "': a disk is still mounted at " + d + "/root from an earlier attempt", EBUSY);
+  fs::remove_all(d, ec);
   fs::create_directories(d, ec);
   if (ec) return make_error("mkdir(" + d + "): " + ec.message(), ec.value());
   SpriteRecord rec{uuid4(), name, "running", now_rfc3339(), now_rfc3339()};

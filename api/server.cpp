@@ -437,8 +437,8 @@ awaitable<void> Server::Impl::session(tcp::socket sock) {
 
 // Streamed blocking work (Routed::streaming): the work runs on the blocking pool and
 // hands its lines over through a queue; a timer that the work cancels (on this loop,
-// through post) wakes the writer. The loop is one thread, so a wake-up posted while the
-// writer looks at the queue runs only once it waits: none is lost.
+// through post) wakes the writer. The loop is one thread, so a wake-up posted after the
+// writer's last look at the queue runs only once it waits: none is lost.
 awaitable<void> Server::Impl::run_streamed(beast::tcp_stream& stream, std::function<Response(const Emit&)> work) {
   struct Pipe {
     std::mutex mu;
@@ -502,6 +502,12 @@ awaitable<void> Server::Impl::run_streamed(beast::tcp_stream& stream, std::funct
         co_await http::async_write(stream, res, tuple_awaitable);
       }
       co_return;
+    }
+    {
+      // What came while the writes above were suspended rang with nobody waiting: look
+      // again, with no suspension between this look and the wait.
+      std::lock_guard lk(pipe->mu);
+      if (!pipe->lines.empty() || pipe->done) continue;
     }
     bell->expires_at(asio::steady_timer::time_point::max());
     co_await bell->async_wait(tuple_awaitable);

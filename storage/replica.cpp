@@ -188,13 +188,6 @@ Status Replica::start(std::uint64_t gen) {
   return snapshot(false);
 }
 
-std::uint64_t Replica::pending() {
-  struct stat st {};
-  if (::stat((path_ + "-wal").c_str(), &st) != 0) return 0;
-  auto size = static_cast<std::uint64_t>(st.st_size);
-  return size > offset_ ? size - offset_ : 0;
-}
-
 Status Replica::ship() {
   if (snapshot_due_) return snapshot(false);
   auto bytes = read_from(path_ + "-wal", offset_);

@@ -39,8 +39,6 @@ class Replica {
   // flight on the db). Truncates the WAL when it is large and shipped; takes a new
   // snapshot when the WAL shipped since the last one outgrows it.
   Status ship();
-  // Bytes of WAL not shipped yet.
-  std::uint64_t pending();
 
  private:
   Status snapshot(bool next_index);
