@@ -90,9 +90,19 @@ struct Disks::Mounted {
 };
 
 Disks::Disks(DisksConfig cfg, std::unique_ptr<storage::ObjectStore> store)
-    : cfg_(std::move(cfg)), store_(std::move(store)) {}
+    : cfg_(std::move(cfg)), store_(std::move(store)) {
+  views_thread_ = std::thread([this] { run_views(); });
+}
 
-Disks::~Disks() { unmount_all(); }
+Disks::~Disks() {
+  {
+    std::lock_guard lk(views_mu_);
+    views_stop_ = true;
+    views_cv_.notify_all();
+  }
+  views_thread_.join();
+  unmount_all();
+}
 
 storage::VolumeOptions Disks::options(const std::string& volume) const {
   storage::VolumeOptions o = cfg_.defaults;
@@ -132,7 +142,7 @@ Status Disks::mount(const std::string& volume, const std::string& target, bool c
     (void)m->vol->close();
     return s;
   }
-  mount_views(*m);
+  mount_views(m);
   log.info("disk mounted", {{"volume", volume}, {"device", m->dev->device()}, {"target", target},
                             {"ms", std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0).count()}});
   std::lock_guard lk(mu_);
@@ -209,14 +219,39 @@ Status Disks::mount_views_dir(Mounted& m) {
   return {};
 }
 
-void Disks::mount_views(Mounted& m) {
-  Logger log("agent.disks");
-  if (cfg_.checkpoint_mounts == 0 || !m.dev) return;
-  if (m.views_root.empty())
-    if (auto s = mount_views_dir(m); !s) {
-      log.warn("no /.sprite/checkpoints on this disk", {{"volume", m.volume}, {"err", s.error().what}});
+// The directory now (before the container starts, so its copy is in the container's
+// namespace), the checkpoints in it later, on the views thread: loading a checkpoint's
+// map is O(map), and a checkpoint's latency must not depend on the size of the disk.
+void Disks::mount_views(const std::shared_ptr<Mounted>& m) {
+  if (cfg_.checkpoint_mounts == 0 || !m->dev) return;
+  if (m->views_root.empty())
+    if (auto s = mount_views_dir(*m); !s) {
+      Logger("agent.disks").warn("no /.sprite/checkpoints on this disk", {{"volume", m->volume}, {"err", s.error().what}});
       return;
     }
+  std::lock_guard lk(views_mu_);
+  views_todo_.push_back(m);
+  views_cv_.notify_one();
+}
+
+void Disks::run_views() {
+  std::unique_lock lk(views_mu_);
+  for (;;) {
+    views_cv_.wait(lk, [&] { return views_stop_ || !views_todo_.empty(); });
+    if (views_stop_) return;
+    auto m = views_todo_.front().lock();
+    views_todo_.pop_front();
+    lk.unlock();
+    if (m) {
+      std::lock_guard ops(m->ops);
+      if (!m->gone && m->dev && !m->views_root.empty()) sync_views(*m);
+    }
+    lk.lock();
+  }
+}
+
+void Disks::sync_views(Mounted& m) {
+  Logger log("agent.disks");
   std::vector<std::string> want;
   for (const auto& c : m.vol->checkpoints()) want.push_back(c.id);
   if (want.size() > cfg_.checkpoint_mounts) want.erase(want.begin(), want.end() - static_cast<long>(cfg_.checkpoint_mounts));
@@ -368,7 +403,7 @@ Result<storage::Checkpoint> Disks::checkpoint(const std::string& volume, const s
   auto c = (*m)->vol->checkpoint(comment);
   if (::ioctl(root.get(), FITHAW, 0) != 0)
     Logger("agent.disks").error("thaw failed", {{"volume", volume}, {"err", std::strerror(errno)}});
-  if (c) mount_views(**m);
+  if (c) mount_views(*m);
   return c;
 }
 
@@ -376,13 +411,14 @@ Result<storage::Checkpoint> Disks::restore(const std::string& volume, const std:
   auto found = find(volume);
   if (!found) return std::move(found).error();
   auto& m = **found;
+  auto refresh = [&] { mount_views(*found); };
   std::lock_guard ops(m.ops);
   if (m.gone) return make_error("volume " + volume + " is not mounted", ENOENT);
   if (!m.vol->find_checkpoint(id)) return make_error("no checkpoint " + id, ENOENT);
   unmount_views(m);
   if (m.dev) {
     if (auto s = unmount_path(m.target); !s) {
-      mount_views(m);
+      refresh();
       return std::move(s).error().wrap("restore " + volume);
     }
     if (Status d = m.dev->detach(); !d) {
@@ -391,7 +427,7 @@ Result<storage::Checkpoint> Disks::restore(const std::string& volume, const std:
         Logger("agent.disks").error("disk not mounted again", {{"volume", volume}, {"err", again.error().what}});
         m.dev.reset();
       } else {
-        mount_views(m);
+        refresh();
       }
       return std::move(d).error().wrap("restore " + volume);
     }
@@ -403,7 +439,7 @@ Result<storage::Checkpoint> Disks::restore(const std::string& volume, const std:
     Logger("agent.disks").error("disk not mounted again after a restore", {{"volume", volume}, {"err", s.error().what}});
     if (keep) return std::move(s).error();
   }
-  mount_views(m);
+  refresh();
   return keep;
 }
 
@@ -420,7 +456,7 @@ Status Disks::delete_checkpoint(const std::string& volume, const std::string& id
   if (!m) return std::move(m).error();
   std::lock_guard ops((*m)->ops);
   auto s = (*m)->vol->delete_checkpoint(id);
-  if (s) mount_views(**m);
+  if (s) mount_views(*m);
   return s;
 }
 

@@ -4,9 +4,12 @@
 // as a clone of it (its map, not its data).
 #pragma once
 
+#include <condition_variable>
+#include <deque>
 #include <map>
 #include <memory>
 #include <mutex>
+#include <thread>
 #include <optional>
 #include <string>
 
@@ -78,7 +81,9 @@ class Disks {
   Status attach_and_mount(Mounted& m, bool format);
   // /.sprite/checkpoints: brings the mounted views in line with the newest checkpoints
   // (errors are logged: a view is a convenience, never a reason to fail), or removes them.
-  void mount_views(Mounted& m);
+  void mount_views(const std::shared_ptr<Mounted>& m);
+  void sync_views(Mounted& m);
+  void run_views();
   void unmount_views(Mounted& m);
   Status mount_views_dir(Mounted& m);
   bool drop_view(MountedView& v);
@@ -88,6 +93,12 @@ class Disks {
   std::mutex mu_;
   std::map<std::string, std::shared_ptr<Mounted>> mounted_;
   std::mutex base_mu_;  // one import at a time
+  // The views thread: mounts and unmounts checkpoints under /.sprite/checkpoints.
+  std::mutex views_mu_;
+  std::condition_variable views_cv_;
+  std::deque<std::weak_ptr<Mounted>> views_todo_;
+  bool views_stop_ = false;
+  std::thread views_thread_;
   std::optional<Base> base_;
 };
 

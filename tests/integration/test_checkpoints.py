@@ -86,8 +86,10 @@ class Checkpoints(unittest.TestCase):
             self.sh(rt, "cp", TREE)
             before = self.sh(rt, "cp", SUM)
             v0 = self.checkpoint(rt, "cp", "the tree")
-            # Mounted in the running sprite at once (no restart): read-only, the tree as it was.
-            self.assertEqual(self.sh(rt, "cp", f"cat /.sprite/checkpoints/{v0}/t/small"), "hello\n")
+            # Mounted in the running sprite (no restart; moments after the checkpoint, which
+            # does not wait for it): read-only, the tree as it was.
+            self.assertTrue(harness.wait_until(
+                lambda: exec_out(rt, "cp", f"cat /.sprite/checkpoints/{v0}/t/small") == ("hello\n", 0), 10))
             self.sh(rt, "cp", "rm -r /t/a && echo changed > /t/small && mkdir /t/new && echo x > /t/new/x && sync")
             changed = self.sh(rt, "cp", SUM)
             self.assertNotEqual(before, changed)
@@ -108,6 +110,8 @@ class Checkpoints(unittest.TestCase):
             self.assertEqual(rt.request("POST", "/v1/sprites/cp/checkpoints/v999/restore")[0], 404)
             self.assertEqual(rt.request("DELETE", "/v1/sprites/cp/checkpoints/Current")[0], 409)
             # The newest checkpoints are there read-only inside, each a whole filesystem.
+            self.assertTrue(harness.wait_until(
+                lambda: undo in exec_out(rt, "cp", "ls /.sprite/checkpoints")[0].split(), 10))
             self.assertEqual(self.sh(rt, "cp", f"cd /.sprite/checkpoints/{v0}/t && " + SUM.split(" && ", 1)[1]),
                              before)
             self.assertIn(undo, self.sh(rt, "cp", "ls /.sprite/checkpoints").split())
@@ -135,7 +139,8 @@ class Checkpoints(unittest.TestCase):
             self.sh(rt, "evil", "mv /.sprite /old-sprite && ln -s /etc /.sprite && sync")
             cid = self.checkpoint(rt, "evil")
             self.restore(rt, "evil", cid)
-            mounts = open(f"/proc/{rt.pid1()}/mountinfo").read()
+            with open(f"/proc/{rt.pid1()}/mountinfo") as f:
+                mounts = f.read()
             self.assertNotIn(" /etc/", mounts)
             self.assertNotIn(" /etc ", mounts)
             self.assertIn("no /.sprite/checkpoints", rt.console())
