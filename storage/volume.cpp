@@ -1450,10 +1450,13 @@ class View final : public BlockDevice {
 
 Result<std::unique_ptr<BlockDevice>> Volume::view(const std::string& id) {
   Impl& v = *impl_;
-  std::lock_guard dl(v.db_mu);
-  auto c = v.db->checkpoint(id);
+  // On a connection of its own: loading a whole map takes a while, and the writer
+  // (checkpoints, the flusher's commits) must not wait for it.
+  auto reader = MapDb::open_reader(v.o.dir + "/map.db");
+  if (!reader) return std::move(reader).error();
+  auto c = (*reader)->checkpoint(id);
   if (!c) return make_error("no checkpoint " + id, ENOENT);
-  auto m = v.db->load(c->gen, v.base);
+  auto m = (*reader)->load(c->gen, v.base);
   if (!m) return std::move(m).error();
   return std::unique_ptr<BlockDevice>(std::make_unique<View>(v, std::move(*m)));
 }
