@@ -19,6 +19,7 @@ not on the bytes, and zeros keep the run short.
 
 usage: checkpoint_bench.py --init build/init/ballpoint-init --base build/base-busybox
                            [--small-mib 1024] [--large-mib 10240] [--runs 20] [--s3-env FILE]
+                           [--set KEY=VALUE ...]
 """
 import argparse
 import os
@@ -50,6 +51,7 @@ def main():
     ap.add_argument("--large-mib", type=int, default=10240)
     ap.add_argument("--runs", type=int, default=20)
     ap.add_argument("--s3-env")
+    ap.add_argument("--set", action="append", default=[], help="KEY=VALUE for the runtime (e.g. storage.checkpoint_mounts=0)")
     a = ap.parse_args()
     os.environ["BALLPOINT_INIT"] = os.path.abspath(a.init)
     import harness
@@ -74,6 +76,8 @@ def main():
 
     extra = ["--set", f"base_image={os.path.abspath(a.base)}", "--set",
              f"storage.volume_size={max(16 << 30, (a.large_mib + 2048) << 20)}"]
+    for kv in a.set:
+        extra += ["--set", kv]
     rt = harness.Runtime(extra=extra)
     try:
         rt.wait_ready(timeout_s=120)
