@@ -242,28 +242,37 @@ void Disks::run_views() {
     auto m = views_todo_.front().lock();
     views_todo_.pop_front();
     lk.unlock();
-    if (m) {
-      std::lock_guard ops(m->ops);
-      if (!m->gone && m->dev && !m->views_root.empty()) sync_views(*m);
-    }
+    if (m) sync_views(*m);
     lk.lock();
   }
 }
 
+// Two steps: the maps of new checkpoints load without the disk's ops lock (O(map): a
+// checkpoint or restore must not wait for them), then, under it, views that are no
+// longer wanted go and the new ones are mounted.
 void Disks::sync_views(Mounted& m) {
   Logger log("agent.disks");
   std::vector<std::string> want;
   for (const auto& c : m.vol->checkpoints()) want.push_back(c.id);
   if (want.size() > cfg_.checkpoint_mounts) want.erase(want.begin(), want.end() - static_cast<long>(cfg_.checkpoint_mounts));
+  std::vector<std::string> have;
+  {
+    std::lock_guard ops(m.ops);
+    if (m.gone) return;
+    for (const auto& v : m.views) have.push_back(v.id);
+  }
+  std::vector<std::pair<std::string, std::unique_ptr<storage::BlockDevice>>> fresh;
+  for (const auto& id : want)
+    if (std::find(have.begin(), have.end(), id) == have.end())
+      if (auto disk = m.vol->view(id)) fresh.emplace_back(id, std::move(*disk));
+  std::lock_guard ops(m.ops);
+  if (m.gone || !m.dev || m.views_root.empty()) return;
   std::erase_if(m.views, [&](Mounted::View& v) {
     return std::find(want.begin(), want.end(), v.id) == want.end() && drop_view(v);
   });
-  for (const auto& id : want) {
+  for (auto& [id, disk] : fresh) {
     if (std::any_of(m.views.begin(), m.views.end(), [&](const auto& v) { return v.id == id; })) continue;
-    Mounted::View v{id, m.views_root + "/" + id, nullptr, nullptr};
-    auto disk = m.vol->view(id);
-    if (!disk) continue;
-    v.disk = std::move(*disk);
+    Mounted::View v{id, m.views_root + "/" + id, std::move(disk), nullptr};
     std::string work = m.frontend_dir + "-views/" + id;
     auto dev = make_dirs(work) ? storage::attach_fuse_loop(*v.disk, work, 2)
                                : Result<std::unique_ptr<storage::AttachedDisk>>(sys_error("mkdir(" + work + ")"));
@@ -334,7 +343,10 @@ Status Disks::unmount(const std::string& volume) {
   // volume), the block device, the frontend, then the volume uploads what is left.
   unmount_views(*m);
   if (m->dev)
-    if (auto s = unmount_path(m->target); !s) return std::move(s).error().wrap("unmount volume " + volume);
+    if (auto s = unmount_path(m->target); !s) {
+      mount_views(m);  // still in use: it keeps its checkpoints too
+      return std::move(s).error().wrap("unmount volume " + volume);
+    }
   {
     std::lock_guard lk(mu_);
     mounted_.erase(volume);

@@ -25,6 +25,8 @@
 #include <memory>
 #include <mutex>
 
+#include <nlohmann/json.hpp>
+
 #include "api/chunked.hpp"
 #include "api/errors.hpp"
 #include "api/exec_params.hpp"
@@ -47,6 +49,8 @@ using asio::awaitable;
 using asio::use_awaitable;
 constexpr auto tuple_awaitable = asio::as_tuple(use_awaitable);
 
+struct StreamPipe;  // run_streamed
+
 struct Server::Impl {
   Impl(asio::io_context& io, ServerConfig cfg, const Router& router, asio::thread_pool& blocking,
        const ExecDeps* exec, SessionTable* sessions)
@@ -56,6 +60,8 @@ struct Server::Impl {
   awaitable<void> accept_loop();
   awaitable<void> session(tcp::socket sock);
   awaitable<void> run_streamed(beast::tcp_stream& stream, std::function<Response(const Emit&)> work);
+  awaitable<void> write_streamed(beast::tcp_stream& stream, std::shared_ptr<StreamPipe> pipe,
+                                 std::shared_ptr<asio::steady_timer> bell, std::string version);
   awaitable<void> tls_relay(tcp::socket sock);
   http::response<http::string_body> to_beast(const Response& r, unsigned version, bool keep_alive,
                                              bool head) const;
@@ -439,14 +445,18 @@ awaitable<void> Server::Impl::session(tcp::socket sock) {
 // hands its lines over through a queue; a timer that the work cancels (on this loop,
 // through post) wakes the writer. The loop is one thread, so a wake-up posted after the
 // writer's last look at the queue runs only once it waits: none is lost.
+struct StreamPipe {
+  std::mutex mu;
+  std::deque<std::string> lines;
+  bool done = false;
+  Response final;  // the answer, when the work emitted no line
+};
+
+// Not a coroutine: GCC 12 destroys a coroutine's by-value parameter twice when it is
+// moved into a lambda capture (see common/offload.hpp), so work goes straight into the
+// job and the coroutine gets only the shared pipe and bell.
 awaitable<void> Server::Impl::run_streamed(beast::tcp_stream& stream, std::function<Response(const Emit&)> work) {
-  struct Pipe {
-    std::mutex mu;
-    std::deque<std::string> lines;
-    bool done = false;
-    Response final;
-  };
-  auto pipe = std::make_shared<Pipe>();
+  auto pipe = std::make_shared<StreamPipe>();
   auto bell = std::make_shared<asio::steady_timer>(io_, asio::steady_timer::time_point::max());
   auto ring = [bell] { asio::post(bell->get_executor(), [bell] { bell->cancel(); }); };
   Emit emit = [pipe, ring](std::string line) {
@@ -461,6 +471,8 @@ awaitable<void> Server::Impl::run_streamed(beast::tcp_stream& stream, std::funct
     try {
       r = work(emit);
     } catch (const std::exception& e) {
+      // After the first line the answer is the stream: the failure goes into it.
+      emit(nlohmann::json{{"type", "error"}, {"error", std::string("internal error: ") + e.what()}}.dump() + "\n");
       r = json_error(500, "internal_error", e.what());
     }
     {
@@ -470,9 +482,13 @@ awaitable<void> Server::Impl::run_streamed(beast::tcp_stream& stream, std::funct
     }
     ring();
   });
+  return write_streamed(stream, pipe, bell, router_.config().version);
+}
+
+awaitable<void> Server::Impl::write_streamed(beast::tcp_stream& stream, std::shared_ptr<StreamPipe> pipe,
+                                             std::shared_ptr<asio::steady_timer> bell, std::string version) {
   stream.expires_never();  // a restore may take a while; the stream ends with the work
-  bool started = false;
-  const std::string& version = router_.config().version;
+  bool started = false, sent = true;
   for (;;) {
     std::deque<std::string> lines;
     bool done;
@@ -481,16 +497,19 @@ awaitable<void> Server::Impl::run_streamed(beast::tcp_stream& stream, std::funct
       lines.swap(pipe->lines);
       done = pipe->done;
     }
+    // No co_await inside a condition (GCC 12, see api/kill.cpp): each result is named.
     for (const std::string& line : lines) {
       if (!started) {
         started = true;
-        if (!co_await write_stream_head(stream, "application/x-ndjson", version)) co_return;
+        sent = co_await write_stream_head(stream, "application/x-ndjson", version);
+        if (!sent) co_return;
       }
-      if (!co_await write_chunk(stream, line)) co_return;  // the client left; the work goes on
+      sent = co_await write_chunk(stream, line);
+      if (!sent) co_return;  // the client left; the work goes on
     }
     if (done) {
       if (started) {
-        co_await write_last_chunk(stream);
+        sent = co_await write_last_chunk(stream);
       } else {
         Response r;
         {

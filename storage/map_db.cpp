@@ -99,18 +99,6 @@ Result<std::unique_ptr<MapDb>> MapDb::open(const std::string& path) {
   return m;
 }
 
-Result<std::unique_ptr<MapDb>> MapDb::open_reader(const std::string& path) {
-  sqlite3* db = nullptr;
-  if (sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, nullptr) != SQLITE_OK) {
-    std::string msg = db ? sqlite3_errmsg(db) : "out of memory";
-    sqlite3_close(db);
-    return make_error("map db: open " + path + " to read: " + msg, EIO);
-  }
-  std::unique_ptr<MapDb> m(new MapDb(db));
-  if (auto s = m->exec("PRAGMA busy_timeout=5000"); !s) return std::move(s).error();
-  return m;
-}
-
 MapDb::~MapDb() { sqlite3_close(db_); }
 
 Status MapDb::exec(const char* sql) {

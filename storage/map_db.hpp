@@ -24,9 +24,6 @@ namespace bp::storage {
 class MapDb {
  public:
   static Result<std::unique_ptr<MapDb>> open(const std::string& path);
-  // A second, read-only connection to a map db another connection has open (WAL: it
-  // reads a consistent state without holding the writer up).
-  static Result<std::unique_ptr<MapDb>> open_reader(const std::string& path);
   ~MapDb();
   MapDb(const MapDb&) = delete;
   MapDb& operator=(const MapDb&) = delete;

@@ -147,10 +147,11 @@ Status apply_wal(const std::string& path, const std::string& wal, const std::str
 // snapshot_due_ stays set and ship() tries again first: the WAL written meanwhile is
 // folded in too, and no piece of the index goes up before its snapshot.
 Status Replica::snapshot(bool next_index) {
-  if (auto s = db_.checkpoint_wal(); !s) return s;
   if (next_index) ++index_;
   offset_ = 0;
+  salts_.clear();
   snapshot_due_ = true;
+  if (auto s = db_.checkpoint_wal(); !s) return s;
   auto file = read_from(path_, 0);
   if (!file) return std::move(file).error();
   std::string key = gen_prefix(prefix_, gen_) + "snapshot/" + hex(index_, 8);
@@ -192,6 +193,16 @@ Status Replica::ship() {
   if (snapshot_due_) return snapshot(false);
   auto bytes = read_from(path_ + "-wal", offset_);
   if (!bytes) return std::move(bytes).error().wrap("replica");
+  // A WAL SQLite restarted by itself (new salts: a checkpoint of ours that it finished
+  // after reporting BUSY) is not the one shipped so far: begin an index with a snapshot.
+  if (auto head = read_from(path_ + "-wal", 0); head && head->size() >= kWalHeader) {
+    std::string salts = head->substr(16, 8);
+    if (offset_ > 0 && !salts_.empty() && salts != salts_) {
+      Logger("storage.replica").warn("the WAL restarted under the replica: a new snapshot", {{"index", index_}});
+      return snapshot(true);
+    }
+    salts_ = salts;
+  }
   // Only whole transactions: frames past the last commit are a rolled-back
   // transaction's spill (SQLite writes over them from the last commit).
   auto upto = committed_prefix(*bytes);
@@ -206,9 +217,17 @@ Status Replica::ship() {
   if (offset_ < kWalRoll) return {};
   // The WAL is shipped whole: fold it into the file and begin the next index.
   if (since_snapshot_ > std::max<std::uint64_t>(snapshot_bytes_, kWalRoll * 4)) return snapshot(true);
-  if (auto s = db_.checkpoint_wal(); !s) return s;
+  if (auto s = db_.checkpoint_wal(); !s) {
+    // SQLite may still finish it and restart the WAL: what follows starts afresh.
+    ++index_;
+    offset_ = 0;
+    salts_.clear();
+    snapshot_due_ = true;
+    return s;
+  }
   ++index_;
   offset_ = 0;
+  salts_.clear();
   return {};
 }
 

@@ -50,6 +50,7 @@ class Replica {
   std::uint64_t gen_ = 0, index_ = 0, offset_ = 0;  // offset_: WAL bytes shipped in index_
   std::uint64_t since_snapshot_ = 0, snapshot_bytes_ = 0;
   bool snapshot_due_ = false;
+  std::string salts_;  // of the WAL shipped in index_ (its header's salts)
 };
 
 // The newest generation that has a snapshot (nullopt: no replica at all), and the

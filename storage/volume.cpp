@@ -1450,13 +1450,14 @@ class View final : public BlockDevice {
 
 Result<std::unique_ptr<BlockDevice>> Volume::view(const std::string& id) {
   Impl& v = *impl_;
-  // On a connection of its own: loading a whole map takes a while, and the writer
-  // (checkpoints, the flusher's commits) must not wait for it.
-  auto reader = MapDb::open_reader(v.o.dir + "/map.db");
-  if (!reader) return std::move(reader).error();
-  auto c = (*reader)->checkpoint(id);
+  // Under db_mu, on the writer's own connection: a second connection's read lock would
+  // make the replica's WAL truncation wait and fail, and SQLite would then restart the
+  // WAL behind the replica's back. The view registers before db_mu goes, so no GC pass
+  // sees the map it loaded without seeing the view.
+  std::lock_guard dl(v.db_mu);
+  auto c = v.db->checkpoint(id);
   if (!c) return make_error("no checkpoint " + id, ENOENT);
-  auto m = (*reader)->load(c->gen, v.base);
+  auto m = v.db->load(c->gen, v.base);
   if (!m) return std::move(m).error();
   return std::unique_ptr<BlockDevice>(std::make_unique<View>(v, std::move(*m)));
 }
