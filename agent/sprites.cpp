@@ -422,6 +422,7 @@ std::vector<CheckpointRecord> records_of(const std::vector<storage::Checkpoint>&
 
 CheckpointRecord record_of(const storage::Checkpoint& c) { return records_of({c}).front(); }
 
+
 }  // namespace
 
 Result<CheckpointRecord> SpriteManager::checkpoint(const std::string& name, const std::string& comment,
@@ -431,6 +432,10 @@ Result<CheckpointRecord> SpriteManager::checkpoint(const std::string& name, cons
   auto volume = volume_of(name);
   if (!volume) return std::move(volume).error();
   Logger log("agent.sprites");
+  // The list before, for the new one's history: afterwards the map's lock may be busy
+  // for a while with the new checkpoint's view (its map loads in the background).
+  auto before = cfg_.disks->checkpoints(*volume);
+  if (!before) return std::move(before).error();
   progress("Creating checkpoint...");
   // The processes stop where they are, so what the disk holds is one moment of them.
   auto c = container(name);
@@ -448,11 +453,8 @@ Result<CheckpointRecord> SpriteManager::checkpoint(const std::string& name, cons
   if (!cp) return std::move(cp).error();
   log.info("checkpoint created", {{"sprite", name}, {"id", cp->id},
                                   {"ms", std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0).count()}});
-  auto all = cfg_.disks->checkpoints(*volume);
-  if (all)
-    for (const auto& r : records_of(*all))
-      if (r.id == cp->id) return r;
-  return record_of(*cp);
+  before->push_back(*cp);
+  return records_of(*before).back();
 }
 
 Result<CheckpointRecord> SpriteManager::restore(const std::string& name, const std::string& id,

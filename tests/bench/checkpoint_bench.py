@@ -51,6 +51,8 @@ def main():
     ap.add_argument("--large-mib", type=int, default=10240)
     ap.add_argument("--runs", type=int, default=20)
     ap.add_argument("--s3-env")
+    ap.add_argument("--gap-ms", type=int, default=0,
+                    help="pause before each checkpoint (lets the previous one's view mount in the background)")
     ap.add_argument("--set", action="append", default=[], help="KEY=VALUE for the runtime (e.g. storage.checkpoint_mounts=0)")
     a = ap.parse_args()
     os.environ["BALLPOINT_INIT"] = os.path.abspath(a.init)
@@ -97,6 +99,7 @@ def main():
             for i in range(a.runs):
                 sh(rt, "bench", f"echo {label}-{i} > /marker && sync")
                 syncs.append(timed(lambda: sh(rt, "bench", "sync")))
+                time.sleep(a.gap_ms / 1000)
                 t0 = time.monotonic()
                 resp = ok(rt, "POST", "/v1/sprites/bench/checkpoint", b"{}")
                 cps.append(time.monotonic() - t0)
