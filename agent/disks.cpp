@@ -230,17 +230,17 @@ void Disks::mount_views(const std::shared_ptr<Mounted>& m) {
       return;
     }
   std::lock_guard lk(views_mu_);
-  views_todo_.push_back(m);
+  views_queue_.push_back(m);
   views_cv_.notify_one();
 }
 
 void Disks::run_views() {
   std::unique_lock lk(views_mu_);
   for (;;) {
-    views_cv_.wait(lk, [&] { return views_stop_ || !views_todo_.empty(); });
+    views_cv_.wait(lk, [&] { return views_stop_ || !views_queue_.empty(); });
     if (views_stop_) return;
-    auto m = views_todo_.front().lock();
-    views_todo_.pop_front();
+    auto m = views_queue_.front().lock();
+    views_queue_.pop_front();
     lk.unlock();
     if (m) sync_views(*m);
     lk.lock();

@@ -96,7 +96,7 @@ class Disks {
   // The views thread: mounts and unmounts checkpoints under /.sprite/checkpoints.
   std::mutex views_mu_;
   std::condition_variable views_cv_;
-  std::deque<std::weak_ptr<Mounted>> views_todo_;
+  std::deque<std::weak_ptr<Mounted>> views_queue_;
   bool views_stop_ = false;
   std::thread views_thread_;
   std::optional<Base> base_;

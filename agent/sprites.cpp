@@ -283,13 +283,14 @@ void SpriteManager::fetch_records() {
     if (!valid_name(name) || fs::exists(dir_of(name) + "/sprite.json")) continue;
     auto body = store.get(o.key);
     json j = body ? json::parse(*body, nullptr, false) : json();
-    if (!j.is_object() || j.value("name", "") != name || j.value("volume", "").empty()) {
+    auto text = [&](const char* k) { return j.is_object() && j.contains(k) && j[k].is_string() ? j[k].get<std::string>() : ""; };
+    if (text("name") != name || text("volume").empty()) {
       log.warn("unreadable sprite record in the object store; skipped", {{"key", o.key}});
       continue;
     }
     if (auto s = make_dirs(dir_of(name)); !s) continue;
     if (auto s = write_file_atomic(dir_of(name) + "/sprite.json", j.dump() + "\n", 0600); !s) continue;
-    log.info("sprite found in the object store", {{"sprite", name}, {"volume", j.value("volume", "")}});
+    log.info("sprite found in the object store", {{"sprite", name}, {"volume", text("volume")}});
   }
 }
 
@@ -421,7 +422,6 @@ std::vector<CheckpointRecord> records_of(const std::vector<storage::Checkpoint>&
 }
 
 CheckpointRecord record_of(const storage::Checkpoint& c) { return records_of({c}).front(); }
-
 
 }  // namespace
 

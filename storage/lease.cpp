@@ -9,6 +9,27 @@ using nlohmann::json;
 
 namespace {
 
+// A lease object's fields, whatever the object holds (a wrong type is never a throw).
+struct Fields {
+  bool ok = false;
+  std::uint64_t epoch = 0;
+  std::string holder;
+  std::int64_t expires_ms = 0;
+  bool released = false;
+};
+
+Fields fields_of(const std::string& body) {
+  json j = json::parse(body, nullptr, false);
+  Fields f;
+  if (!j.is_object() || !j.contains("epoch") || !j["epoch"].is_number_unsigned()) return f;
+  f.ok = true;
+  f.epoch = j["epoch"].get<std::uint64_t>();
+  if (j.contains("holder") && j["holder"].is_string()) f.holder = j["holder"].get<std::string>();
+  if (j.contains("expires_ms") && j["expires_ms"].is_number_integer()) f.expires_ms = j["expires_ms"].get<std::int64_t>();
+  if (j.contains("released") && j["released"].is_boolean()) f.released = j["released"].get<bool>();
+  return f;
+}
+
 std::int64_t wall_ms() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
       .count();
@@ -33,13 +54,12 @@ Result<Lease> Lease::acquire(ObjectStore& store, std::string key, std::string ho
       auto body = store.get(l.key_);
       if (!body && body.error().code == ENOENT) continue;
       if (!body) return std::move(body).error().wrap("lease " + l.key_);
-      json j = json::parse(*body, nullptr, false);
-      if (!j.is_object() || !j.contains("epoch") || !j["epoch"].is_number_unsigned())
-        return make_error("lease " + l.key_ + " is not valid: " + body->substr(0, 200), EBADMSG);
-      std::uint64_t held = j["epoch"].get<std::uint64_t>();
-      std::string who = j.value("holder", "");
-      std::int64_t expires = j.value("expires_ms", std::int64_t{0});
-      bool free = j.value("released", false) || who == l.holder_ || wall_ms() > expires;
+      Fields f = fields_of(*body);
+      if (!f.ok) return make_error("lease " + l.key_ + " is not valid: " + body->substr(0, 200), EBADMSG);
+      std::uint64_t held = f.epoch;
+      const std::string& who = f.holder;
+      std::int64_t expires = f.expires_ms;
+      bool free = f.released || who == l.holder_ || wall_ms() > expires;
       if (!free)
         return make_error("in use by " + who + " (lease epoch " + std::to_string(held) + ", expires in " +
                               std::to_string((expires - wall_ms() + 999) / 1000) + " s unless renewed)",
@@ -77,10 +97,9 @@ Status Lease::write(bool released) {
     // another holder.
     auto info = store_.head(key_);
     auto body = info ? store_.get(key_) : Result<std::string>(info.error());
-    json now = body ? json::parse(*body, nullptr, false) : json();
     if (!info || !body) return std::move(put).error().wrap("renew lease " + key_);
-    if (now.is_object() && now.value("epoch", std::uint64_t{0}) == epoch_ && now.value("holder", "") == holder_ &&
-        !now.value("released", false))
+    Fields now = fields_of(*body);
+    if (now.ok && now.epoch == epoch_ && now.holder == holder_ && !now.released)
       put = store_.put(key_, j.dump() + "\n", PutIf::match(info->etag));
   }
   std::lock_guard lk(mu_);
